@@ -1,0 +1,364 @@
+"""Daemon configuration: Piston's ``PISTON_*`` variables plus pistond's own, with an optional TOML file.
+
+Every setting is read from ``PISTON_<NAME>`` in the environment, or ``<name>`` in the TOML file
+named by ``--config`` / ``PISTON_CONFIG``; the environment wins. A bad value raises
+:class:`~pistond.errors.ConfigError` naming the variable, and the daemon exits with status 2.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError
+
+from pistond.errors import ConfigError
+
+ENV_PREFIX: Final = "PISTON_"
+DEFAULT_REPO_URL: Final = ""
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "NONE")
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _invalid(attribute: attrs.Attribute[Any], reason: str) -> ConfigError:
+    return ConfigError(variable_name(attribute.name), reason)
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0:
+        raise _invalid(attribute, f"must be a positive integer, got {value}")
+
+
+def _memory_limit(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0 and value != -1:
+        raise _invalid(attribute, f"must be a positive number of bytes or -1 (no limit), got {value}")
+
+
+def _non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 0:
+        raise _invalid(attribute, f"cannot be negative, got {value}")
+
+
+def _log_level(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value.upper() not in LOG_LEVELS:
+        raise _invalid(attribute, f"Log level {value} does not exist")
+
+
+def _bind_address(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _invalid(attribute, f"must be host:port with a port from 1 to 65535, got {value!r}")
+
+
+def _absolute(_instance: object, attribute: attrs.Attribute[Path], value: Path) -> None:
+    if not value.is_absolute():
+        raise _invalid(attribute, f"must be an absolute path, got {str(value)!r}")
+
+
+def _default_bind_address() -> str:
+    return "0.0.0.0:2000"
+
+
+LIMIT_KEYS: Final = (
+    "max_process_count",
+    "max_open_files",
+    "max_file_size",
+    "compile_memory_limit",
+    "run_memory_limit",
+    "compile_timeout",
+    "run_timeout",
+    "compile_cpu_time",
+    "run_cpu_time",
+    "output_max_size",
+)
+
+
+@attrs.frozen
+class Limits:
+    """The ten per-runtime limits of Piston, all caps that requests may only lower."""
+
+    max_process_count: int = attrs.field(default=64, validator=_positive)
+    """Processes (and threads) per sandbox."""
+    max_open_files: int = attrs.field(default=2048, validator=_positive)
+    """Open files per process (RLIMIT_NOFILE)."""
+    max_file_size: int = attrs.field(default=10_000_000, validator=_positive)
+    """Bytes per file written (RLIMIT_FSIZE)."""
+    compile_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    """Bytes of memory for the compile stage; -1 for no limit."""
+    run_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    """Bytes of memory for the run stage; -1 for no limit."""
+    compile_timeout: int = attrs.field(default=10_000, validator=_positive)
+    """Wall-clock milliseconds of the compile stage."""
+    run_timeout: int = attrs.field(default=3_000, validator=_positive)
+    """Wall-clock milliseconds of the run stage."""
+    compile_cpu_time: int = attrs.field(default=10_000, validator=_positive)
+    """CPU milliseconds of the compile stage."""
+    run_cpu_time: int = attrs.field(default=3_000, validator=_positive)
+    """CPU milliseconds of the run stage."""
+    output_max_size: int = attrs.field(default=1024, validator=_positive)
+    """Bytes kept per output stream; more kills the stage (OL / EL)."""
+
+
+@attrs.frozen
+class DaemonConfig:
+    """Every setting of the daemon and the gateway; attribute ``x`` is variable ``PISTON_X``."""
+
+    log_level: str = attrs.field(default="INFO", validator=_log_level)
+    bind_address: str = attrs.field(factory=_default_bind_address, validator=_bind_address)
+    """HTTP address of the gateway."""
+    data_directory: Path = attrs.field(default=Path("/var/lib/pistond"), validator=_absolute)
+    """Installed packages, package builds and box mount points live here."""
+    runner_uid_min: int = attrs.field(default=1001, validator=_non_negative)
+    """Accepted for compatibility; unused, as in Piston since Isolate (see box_uid_base)."""
+    runner_uid_max: int = attrs.field(default=1500, validator=_non_negative)
+    runner_gid_min: int = attrs.field(default=1001, validator=_non_negative)
+    runner_gid_max: int = attrs.field(default=1500, validator=_non_negative)
+    disable_networking: bool = True
+    """When true, sandboxes see only a loopback interface."""
+    repo_url: str = DEFAULT_REPO_URL
+    """Piston-format package index (file://, http:// or https://); empty: local recipes only."""
+    max_concurrent_jobs: int = attrs.field(default=64, validator=_positive)
+    limits: Limits = attrs.field(factory=Limits)
+    limit_overrides: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
+    """Per runtime language, limits that replace the global ones."""
+    socket: Path = attrs.field(default=Path("/run/pistond/pistond.sock"), validator=_absolute)
+    """RPC socket path (ignored under systemd socket activation)."""
+    socket_group: str = ""
+    """Group that owns the socket and may manage packages; empty: ``pistond`` if it exists."""
+    max_queue_size: int = attrs.field(default=256, validator=_non_negative)
+    """Jobs that may wait for a slot; beyond it requests get ``overloaded``."""
+    queue_timeout: int = attrs.field(default=60_000, validator=_positive)
+    """Milliseconds a job may wait for a slot before it gets ``overloaded``."""
+    disk_size: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
+    """Bytes of each job's box tmpfs (submitted files plus what the job writes)."""
+    disk_inodes: int = attrs.field(default=16_384, validator=_positive)
+    """Inodes of each job's box tmpfs."""
+    box_uid_base: int = attrs.field(default=60_000, validator=_positive)
+    """Box slot n runs as uid and gid box_uid_base + n."""
+    cgroup_root: str = ""
+    """Cgroup path (relative to each hierarchy) for job groups; empty: the daemon's own group."""
+    max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
+    """Largest RPC message accepted, in bytes."""
+    shutdown_grace: int = attrs.field(default=10_000, validator=_non_negative)
+    """Milliseconds running jobs get to finish after SIGTERM before they are cancelled."""
+    disabled_plugins: tuple[str, ...] = ()
+    """Plugin names (entry-point names) not to load."""
+    host_runtimes: bool = True
+    """Offer the host's own interpreters (bash, python3, gcc, ...) under a read-only view."""
+    recipes_directory: Path | None = None
+    """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
+
+    def __attrs_post_init__(self) -> None:
+        slots_end = self.box_uid_base + self.max_concurrent_jobs
+        if slots_end >= 2**31:
+            raise ConfigError(
+                "PISTON_BOX_UID_BASE",
+                f"box uids up to {slots_end} do not fit in 31 bits",
+            )
+
+    @property
+    def packages_directory(self) -> Path:
+        """Where installed packages live."""
+        return self.data_directory / "packages"
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a configuration field."""
+    return ENV_PREFIX + field.upper()
+
+
+def _parse_int(value: object, _type: type) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value.strip())
+    raise ValueError(f"must be an integer, got {value!r}")
+
+
+def _parse_bool(value: object, _type: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"must be one of true/false, 1/0, yes/no, on/off, got {value!r}")
+
+
+def _parse_str(value: object, _type: type) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    return value
+
+
+def _parse_path(value: object, _type: type) -> Path:
+    return Path(_parse_str(value, str))
+
+
+def _parse_optional_path(value: object, _type: type) -> Path | None:
+    if value is None or value == "":
+        return None
+    return _parse_path(value, Path)
+
+
+def _parse_names(value: object, _type: type) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ValueError(f"must be a comma-separated list of names, got {value!r}")
+
+
+def _parse_overrides(value: object, _type: type) -> Mapping[str, Mapping[str, int]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError("Failed to parse the overrides") from None
+    if not isinstance(value, dict):
+        raise ValueError("Failed to parse the overrides")
+    overrides: dict[str, dict[str, int]] = {}
+    for language, limits in value.items():
+        if not isinstance(limits, dict) or not set(limits) <= set(LIMIT_KEYS):
+            raise ValueError("Failed to parse the overrides")
+        checked: dict[str, int] = {}
+        for key, raw in limits.items():
+            try:
+                checked[key] = _check_limit(key, raw)
+            except ValueError as exc:
+                raise ValueError(f"In overridden option {key} for {language}, {exc}") from None
+        overrides[language] = checked
+    return overrides
+
+
+def _check_limit(key: str, raw: object) -> int:
+    """Parse and check one limit value as its global setting would be."""
+    number = _parse_int(raw, int)
+    attribute = getattr(attrs.fields(Limits), key)
+    if attribute.validator is not None:
+        try:
+            attribute.validator(None, attribute, number)
+        except ConfigError as exc:
+            raise ValueError(exc.reason) from None
+    return number
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _parse_int)
+    converter.register_structure_hook(bool, _parse_bool)
+    converter.register_structure_hook(str, _parse_str)
+    converter.register_structure_hook(Path, _parse_path)
+    for generic, hook in (
+        (Path | None, _parse_optional_path),
+        (tuple[str, ...], _parse_names),
+        (Mapping[str, Mapping[str, int]], _parse_overrides),
+    ):
+        converter.register_structure_hook_func(lambda t, g=generic: t == g, hook)
+    return converter
+
+
+_converter: Final = _make_converter()
+_LIMIT_FIELDS: Final = frozenset(LIMIT_KEYS)
+_CONFIG_FIELDS: Final = frozenset(a.name for a in attrs.fields(DaemonConfig)) - {"limits"}
+
+
+def known_variables() -> frozenset[str]:
+    """Every environment variable the configuration reads."""
+    names = {variable_name(name) for name in _CONFIG_FIELDS | _LIMIT_FIELDS}
+    return frozenset(names | {"PISTON_CONFIG"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``PISTON_*`` variables in ``environ`` that no setting reads (probably typos)."""
+    known = known_variables()
+    return sorted(name for name in environ if name.startswith(ENV_PREFIX) and name not in known)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file; its keys are the lower-case names without ``PISTON_``."""
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError("PISTON_CONFIG", f"no such file: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("PISTON_CONFIG", f"cannot read {path}: {exc}") from None
+    unknown = sorted(set(data) - _CONFIG_FIELDS - _LIMIT_FIELDS)
+    if unknown:
+        raise ConfigError("PISTON_CONFIG", f"{path}: unknown setting {unknown[0]!r}")
+    return data
+
+
+def load_config(
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+) -> DaemonConfig:
+    """Build the configuration from a TOML file (optional) and the environment.
+
+    Args:
+        environ: the process environment (``os.environ``).
+        config_file: TOML file given with ``--config``; defaults to ``PISTON_CONFIG``.
+
+    Raises:
+        ConfigError: a setting has a bad value; its ``variable`` names it.
+    """
+    if config_file is None and environ.get("PISTON_CONFIG"):
+        config_file = Path(environ["PISTON_CONFIG"])
+    settings: dict[str, Any] = read_toml(config_file) if config_file else {}
+    for name in _CONFIG_FIELDS | _LIMIT_FIELDS:
+        variable = variable_name(name)
+        if variable in environ:
+            settings[name] = environ[variable]
+    if "bind_address" not in settings and environ.get("PORT"):
+        settings["bind_address"] = f"0.0.0.0:{environ['PORT']}"
+    raw: dict[str, Any] = {k: v for k, v in settings.items() if k in _CONFIG_FIELDS}
+    raw["limits"] = {k: v for k, v in settings.items() if k in _LIMIT_FIELDS}
+    try:
+        return _converter.structure(raw, DaemonConfig)
+    except ClassValidationError as exc:
+        raise _first_failure(exc) from None
+
+
+def _first_failure(error: BaseException) -> ConfigError:
+    """The first leaf of a cattrs validation error group, as a ConfigError naming its field."""
+    field = ""
+    while isinstance(error, BaseExceptionGroup):
+        inner = error.exceptions[0]
+        for note in getattr(inner, "__notes__", []):
+            name = getattr(note, "name", None)
+            if isinstance(name, str):
+                field = name
+        error = inner
+    if isinstance(error, ConfigError):
+        return error
+    return ConfigError(variable_name(field), str(error))
+
+
+def resolve_socket_group(config: DaemonConfig) -> int | None:
+    """The gid the RPC socket belongs to, or None to leave it to root's group.
+
+    Raises:
+        ConfigError: ``PISTON_SOCKET_GROUP`` names a group that does not exist.
+    """
+    name = config.socket_group
+    if not name:
+        try:
+            return grp.getgrnam("pistond").gr_gid
+        except KeyError:
+            return None
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError("PISTON_SOCKET_GROUP", f"no such group: {name!r}") from None

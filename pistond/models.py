@@ -1,0 +1,102 @@
+"""Typed records exchanged between the RPC surface, the job manager and the sandbox."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import attrs
+
+
+class StageStatus(StrEnum):
+    """Why a stage ended, when it did not exit 0 (PROTOCOL.md ``Stage.status``)."""
+
+    RUNTIME_ERROR = "RE"
+    SIGNALED = "SG"
+    TIMEOUT = "TO"
+    MEMORY_LIMIT = "ML"
+    STDOUT_LIMIT = "OL"
+    STDERR_LIMIT = "EL"
+    INTERNAL_ERROR = "XX"
+
+
+class StageName(StrEnum):
+    """The two stages of a job."""
+
+    COMPILE = "compile"
+    RUN = "run"
+
+
+@attrs.frozen
+class StageResult:
+    """What one sandboxed stage did, per PROTOCOL.md ``Stage``."""
+
+    stdout: str
+    stderr: str
+    output: str
+    """stdout and stderr interleaved in arrival order, under the same cap."""
+    code: int | None
+    """Exit code; None when the program was killed by a signal."""
+    signal: str | None
+    """Terminating signal name, e.g. ``SIGKILL``."""
+    status: StageStatus | None
+    """None when the program exited 0."""
+    message: str | None
+    cpu_time: int
+    """CPU time of every process of the stage, in milliseconds."""
+    wall_time: int
+    """Wall-clock time of the stage, in milliseconds."""
+    memory: int
+    """Peak memory of the stage's cgroup, in bytes."""
+
+
+@attrs.frozen
+class JobResult:
+    """The result of ``execute``: one record per stage that ran."""
+
+    language: str
+    version: str
+    compile: StageResult | None
+    run: StageResult | None
+
+
+@attrs.frozen
+class RuntimeInfo:
+    """One installed runtime as ``runtimes`` lists it."""
+
+    language: str
+    version: str
+    aliases: tuple[str, ...]
+    runtime: str | None
+    """The package name, for packages that provide several languages."""
+    compiled: bool
+
+
+@attrs.frozen
+class SourceFile:
+    """A submitted file, already decoded to bytes."""
+
+    name: str
+    """Relative path inside the box's submission directory."""
+    content: bytes
+    is_text: bool
+    """True when the client sent it utf8-encoded: only text files may be the main file."""
+
+
+@attrs.frozen
+class JobCounts:
+    """Job counters of ``status``."""
+
+    running: int
+    queued: int
+    completed: int
+    failed: int
+
+
+@attrs.frozen
+class SandboxInfo:
+    """Sandbox capabilities of this host, as ``status`` reports them."""
+
+    cgroup: str
+    """One of ``v2``, ``hybrid``, ``v1``, ``none``."""
+    seccomp: bool
+    network: bool
