@@ -91,7 +91,7 @@ class SpawnSpec:
 
 def spec_to_wire(spec: SpawnSpec) -> dict[str, Any]:
     """The spawn spec as plain dicts, lists and scalars (msgpack-ready)."""
-    return attrs.asdict(spec, retain_collection_types=False, value_serializer=_plain)
+    return attrs.asdict(spec, value_serializer=_plain)
 
 
 def spec_from_wire(data: Mapping[str, Any]) -> SpawnSpec:
