@@ -100,3 +100,20 @@ class SandboxInfo:
     """One of ``v2``, ``hybrid``, ``v1``, ``none``."""
     seccomp: bool
     network: bool
+
+
+@attrs.frozen
+class ExecuteRequest:
+    """A validated ``execute`` / ``job.start`` request."""
+
+    language: str
+    version: str
+    files: tuple[SourceFile, ...]
+    main: str
+    """Name of the entry file: ``main`` if given, else the first text file."""
+    stdin: bytes
+    args: tuple[str, ...]
+    limits: dict[str, int]
+    """Limit keys the request lowered, already checked against the runtime's caps."""
+    output_max_size: int | None
+    """The request's lower per-stream output cap, if any."""
