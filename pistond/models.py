@@ -114,6 +114,4 @@ class ExecuteRequest:
     stdin: bytes
     args: tuple[str, ...]
     limits: dict[str, int]
-    """Limit keys the request lowered, already checked against the runtime's caps."""
-    output_max_size: int | None
-    """The request's lower per-stream output cap, if any."""
+    """Limit keys the request lowered (incl. output_max_size), checked against the runtime's caps."""
