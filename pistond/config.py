@@ -1,4 +1,4 @@
-"""Daemon configuration: Piston's ``PISTON_*`` variables plus pistond's own, with an optional TOML file.
+"""Daemon configuration: Piston's ``PISTON_*`` variables, pistond's own, an optional TOML file.
 
 Every setting is read from ``PISTON_<NAME>`` in the environment, or ``<name>`` in the TOML file
 named by ``--config`` / ``PISTON_CONFIG``; the environment wins. A bad value raises
@@ -40,7 +40,9 @@ def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) ->
 
 def _memory_limit(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value <= 0 and value != -1:
-        raise _invalid(attribute, f"must be a positive number of bytes or -1 (no limit), got {value}")
+        raise _invalid(
+            attribute, f"must be a positive number of bytes or -1 (no limit), got {value}"
+        )
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:

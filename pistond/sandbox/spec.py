@@ -74,7 +74,7 @@ class StageSpec:
 
 @attrs.frozen
 class SpawnSpec:
-    """Everything the fork server's child needs to build the sandbox and exec (DESIGN.md steps 1-7)."""
+    """All the fork server's child needs to build the sandbox and exec (DESIGN.md steps 1-7)."""
 
     stage: StageSpec
     box_path: str

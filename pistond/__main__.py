@@ -1,0 +1,9 @@
+"""``python -m pistond`` runs the daemon, as the ``pistond`` console script does."""
+
+from __future__ import annotations
+
+import sys
+
+from pistond.cli import main
+
+sys.exit(main())

@@ -1,0 +1,141 @@
+"""The daemon's root nursery: listeners, plugins, sandbox, jobs, signals and the graceful drain.
+
+Shutdown: the first SIGTERM or SIGINT stops accepting connections and lets running and queued
+jobs finish within ``PISTON_SHUTDOWN_GRACE``; then every connection (and so every job still
+running) is cancelled, which kills and cleans their sandboxes. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+import trio
+
+from pistond import listeners as listening
+from pistond.api import Api
+from pistond.config import DaemonConfig, resolve_socket_group
+from pistond.jobs import JobManager
+from pistond.notify import Notifier
+from pistond.plugins import get_plugin_manager
+from pistond.ppman import PackageManager
+from pistond.rpc import serve_rpc
+from pistond.runtimes import RuntimeRegistry
+from pistond.sandbox import open_sandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pistond.sandbox.spawn import ForkServer
+
+logger = logging.getLogger(__name__)
+
+DRAIN_POLL_SECONDS = 0.05
+
+
+async def run_daemon(
+    config: DaemonConfig,
+    fork_server: ForkServer,
+    *,
+    environ: Mapping[str, str],
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> bool:
+    """Serve RPC until SIGTERM or SIGINT, then drain and clean up.
+
+    Returns:
+        True after a graceful stop, False when a second signal cut the drain short.
+    """
+    notifier = Notifier.from_environ()
+    sockets = listening.open_listeners(config, environ)
+    try:
+        plugin_manager = get_plugin_manager(config)
+        registry = RuntimeRegistry.from_plugins(plugin_manager, config)
+        packages = PackageManager(config)
+        async with open_sandbox(config, fork_server) as sandbox:
+            jobs = JobManager.create(config, sandbox, registry)
+            api = Api(
+                config=config,
+                jobs=jobs,
+                registry=registry,
+                packages=packages,
+                sandbox_info=sandbox.info,
+                admin_gid=resolve_socket_group(config),
+            )
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                return await _serve_until_signalled(
+                    config=config,
+                    api=api,
+                    sockets=sockets,
+                    signals=signals,
+                    notifier=notifier,
+                    task_status=task_status,
+                )
+    finally:
+        listening.remove_own_socket(config, environ)
+        with trio.CancelScope(shield=True):
+            await fork_server.aclose()
+
+
+async def _serve_until_signalled(
+    *,
+    config: DaemonConfig,
+    api: Api,
+    sockets: list[trio.SocketListener],
+    signals: trio.abc.ReceiveChannel[int],
+    notifier: Notifier,
+    task_status: trio.TaskStatus[None],
+) -> bool:
+    graceful = True
+    async with trio.open_nursery() as connections:
+        accepting = trio.CancelScope()
+
+        async def accept() -> None:
+            with accepting:
+                await serve_rpc(
+                    sockets,
+                    api,
+                    max_message_size=config.max_message_size,
+                    handler_nursery=connections,
+                )
+
+        connections.start_soon(accept)
+        count = len(api.registry.runtimes())
+        logger.info("pistond ready: %d runtimes, sandbox %s", count, api.sandbox_info.cgroup)
+        notifier.ready()
+        notifier.status(f"serving; {count} runtimes")
+        task_status.started()
+
+        first = await signals.receive()
+        logger.info("%s: no new connections; draining jobs", signal.Signals(first).name)
+        accepting.cancel()
+        for sock in sockets:
+            await sock.aclose()
+        notifier.stopping()
+        notifier.status("draining jobs")
+        with trio.move_on_after(config.shutdown_grace / 1000):
+            async with trio.open_nursery() as drain:
+                drain.start_soon(_wait_for_jobs, api, drain.cancel_scope)
+
+                async def second_signal() -> None:
+                    nonlocal graceful
+                    second = await signals.receive()
+                    logger.warning("%s: stopping now", signal.Signals(second).name)
+                    graceful = False
+                    drain.cancel_scope.cancel()
+
+                drain.start_soon(second_signal)
+        left = api.jobs.counts()
+        if left.running or left.queued:
+            logger.warning("cancelling %d running and %d queued jobs", left.running, left.queued)
+        connections.cancel_scope.cancel()
+    return graceful
+
+
+async def _wait_for_jobs(api: Api, done: trio.CancelScope) -> None:
+    while True:
+        counts = api.jobs.counts()
+        if counts.running == 0 and counts.queued == 0:
+            done.cancel()
+            return
+        await trio.sleep(DRAIN_POLL_SECONDS)

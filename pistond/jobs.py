@@ -1,0 +1,253 @@
+"""One job: files, compile stage, run stage, result; one nursery per job, cleanup on any exit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import trio
+
+from pistond.capacity import Capacity
+from pistond.errors import InvalidParams
+from pistond.limits import lowered, runtime_limits, stage_limits
+from pistond.models import (
+    ExecuteRequest,
+    JobCounts,
+    JobResult,
+    StageName,
+    StageResult,
+    StageStatus,
+)
+from pistond.sandbox.spec import StageSpec
+from pistond.validation import validate_execute
+
+if TYPE_CHECKING:
+    from pistond.config import DaemonConfig, Limits
+    from pistond.runtimes import Runtime, RuntimeRegistry
+    from pistond.sandbox import Sandbox
+
+logger = logging.getLogger(__name__)
+
+OutputCallback = Callable[[str, bytes], Awaitable[None]]
+
+
+class JobEvents(Protocol):
+    """Receives the progress of an interactive job, in order."""
+
+    async def stage_started(self, stage: StageName) -> None:
+        """A stage's sandbox is about to start."""
+
+    async def output(self, stage: StageName, stream: str, data: bytes) -> None:
+        """A chunk of a stage's stdout or stderr, within the output cap."""
+
+    async def stage_finished(self, stage: StageName, result: StageResult) -> None:
+        """A stage ended."""
+
+
+@attrs.frozen
+class PreparedJob:
+    """A validated request with its runtime and resolved limits."""
+
+    request: ExecuteRequest
+    runtime: Runtime
+    limits: Limits
+    """The runtime's caps lowered by the request."""
+
+
+@attrs.define(eq=False)
+class JobManager:
+    """Validates requests and runs jobs in sandboxes, at most ``max_concurrent_jobs`` at once."""
+
+    config: DaemonConfig
+    sandbox: Sandbox
+    registry: RuntimeRegistry
+    capacity: Capacity
+    completed: int = 0
+    failed: int = 0
+    _next_id: int = 0
+    _running: dict[str, Any] = attrs.field(factory=dict)
+    """Interactive jobs' running stages, by job id."""
+
+    @classmethod
+    def create(
+        cls, config: DaemonConfig, sandbox: Sandbox, registry: RuntimeRegistry
+    ) -> JobManager:
+        """A job manager with the configured slots and queue."""
+        capacity = Capacity(
+            slots=config.max_concurrent_jobs,
+            max_queue=config.max_queue_size,
+            queue_timeout=config.queue_timeout / 1000,
+        )
+        return cls(config=config, sandbox=sandbox, registry=registry, capacity=capacity)
+
+    def prepare(self, params: Mapping[str, Any]) -> PreparedJob:
+        """Validate ``execute`` params and resolve runtime and limits.
+
+        Raises:
+            InvalidParams: a field is missing or wrong.
+            RuntimeUnknown: no runtime matches.
+        """
+        request, runtime, caps = validate_execute(
+            params,
+            resolve=self.registry.resolve,
+            runtime_limits=lambda rt: runtime_limits(self.config, rt.language, rt.limit_overrides),
+        )
+        return PreparedJob(request=request, runtime=runtime, limits=lowered(caps, request.limits))
+
+    def counts(self) -> JobCounts:
+        """Running, queued, completed and failed jobs."""
+        stats = self.capacity.statistics()
+        return JobCounts(
+            running=stats.running,
+            queued=stats.queued,
+            completed=self.completed,
+            failed=self.failed,
+        )
+
+    def new_job_id(self) -> str:
+        """A short id for logs and interactive jobs, unique within this daemon."""
+        self._next_id += 1
+        return f"j{self._next_id}"
+
+    async def execute(self, job: PreparedJob, *, job_id: str | None = None) -> JobResult:
+        """Run a prepared job to its result (``execute``)."""
+        return await self.run(job, job_id=job_id or self.new_job_id())
+
+    async def run(
+        self,
+        job: PreparedJob,
+        *,
+        job_id: str,
+        events: JobEvents | None = None,
+        stdin: trio.MemoryReceiveChannel[bytes | None] | None = None,
+    ) -> JobResult:
+        """Take a slot, write the files, run compile (if any) then run, and return the result.
+
+        With ``events`` and ``stdin`` the run stage is interactive: stdin chunks are written
+        as they come (``None`` closes stdin) and output is reported as it arrives.
+        """
+        request, runtime = job.request, job.runtime
+        try:
+            async with self.capacity.slot() as slot, self.sandbox.open_box(slot) as box:
+                logger.info(
+                    "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
+                )
+                box.write_files(request.files)
+                compile_result = None
+                if runtime.compiled:
+                    compile_result = await self._stage(
+                        box, job, job_id, StageName.COMPILE, events=events, stdin=None
+                    )
+                    if compile_result.code != 0:
+                        self._count(compile_result)
+                        return JobResult(runtime.language, runtime.version, compile_result, None)
+                run_result = await self._stage(
+                    box, job, job_id, StageName.RUN, events=events, stdin=stdin
+                )
+                self._count(run_result)
+                return JobResult(runtime.language, runtime.version, compile_result, run_result)
+        except (trio.Cancelled, InvalidParams):
+            raise
+        except BaseException:
+            self.failed += 1
+            raise
+
+    def _count(self, result: StageResult) -> None:
+        if result.status == StageStatus.INTERNAL_ERROR:
+            self.failed += 1
+        else:
+            self.completed += 1
+
+    def stage_spec(self, job: PreparedJob, stage: StageName) -> StageSpec:
+        """The sandbox spec of one stage of a job."""
+        runtime, request = job.runtime, job.request
+        env = dict(runtime.env)
+        env["HOME"] = "/tmp"
+        env["PISTON_LANGUAGE"] = runtime.language
+        if stage is StageName.COMPILE:
+            assert runtime.compile_argv is not None
+            names = tuple(file.name for file in request.files if file.is_text)
+            argv = (*runtime.compile_argv, *names)
+        else:
+            argv = (*runtime.run_argv, request.main, *request.args)
+        return StageSpec(
+            argv=argv,
+            env=env,
+            root=runtime.root,
+            limits=stage_limits(job.limits, stage, output_max_size=job.limits.output_max_size),
+            network=not self.config.disable_networking,
+        )
+
+    async def _stage(
+        self,
+        box: Any,
+        job: PreparedJob,
+        job_id: str,
+        stage: StageName,
+        *,
+        events: JobEvents | None,
+        stdin: trio.MemoryReceiveChannel[bytes | None] | None,
+    ) -> StageResult:
+        spec = self.stage_spec(job, stage)
+        if events is None:
+            data = job.request.stdin if stage is StageName.RUN else b""
+            result: StageResult = await box.run_stage(spec, stdin=data)
+            return result
+        await events.stage_started(stage)
+        async with box.open_stage(spec) as running, trio.open_nursery() as nursery:
+            self._running[job_id] = running
+            try:
+                if stage is StageName.RUN:
+                    nursery.start_soon(_feed_stdin, running, job.request.stdin, stdin)
+                else:
+                    await running.close_stdin()
+                async for stream, chunk in running.output():
+                    await events.output(stage, stream, chunk)
+                result = await running.wait()
+            finally:
+                del self._running[job_id]
+            nursery.cancel_scope.cancel()
+        await events.stage_finished(stage, result)
+        return result
+
+    def signal(self, job_id: str, signum: int) -> None:
+        """Deliver a signal to the program of an interactive job's running stage.
+
+        Raises:
+            InvalidParams: no stage of that job is running (it is queued or between stages).
+        """
+        running = self._running.get(job_id)
+        if running is None:
+            raise InvalidParams("the job has no running stage to signal")
+        running.signal(signum)
+
+    def kill(self, job_id: str) -> bool:
+        """Kill the running stage of an interactive job; False if none is running."""
+        running = self._running.get(job_id)
+        if running is None:
+            return False
+        running.kill()
+        return True
+
+
+async def _feed_stdin(
+    running: Any,
+    initial: bytes,
+    stdin: trio.MemoryReceiveChannel[bytes | None] | None,
+) -> None:
+    """Write the initial stdin, then chunks from the channel until ``None`` or its end."""
+    try:
+        if initial:
+            await running.write(initial)
+        if stdin is None:
+            await running.close_stdin()
+            return
+        async for chunk in stdin:
+            if chunk is None:
+                break
+            await running.write(chunk)
+        await running.close_stdin()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
