@@ -1,0 +1,250 @@
+"""Pure cgroup v2: job groups under ``<parent>/jobs``, limits, readings and cgroup.kill.
+
+Layout, for a daemon in ``<own>`` (systemd ``Delegate=yes``)::
+
+    <own>/                 cgroup.subtree_control: +memory +pids +cpu
+    <own>/daemon/          the daemon's processes, moved here (no internal processes rule)
+    <own>/jobs/            cgroup.subtree_control: +memory +pids +cpu
+    <own>/jobs/box-3-run-17/   one stage: memory.max, memory.swap.max, memory.oom.group, pids.max
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from pistond.errors import SandboxError
+from pistond.sandbox.cgroups import _kernfs
+from pistond.sandbox.cgroups._stale import kill_and_remove
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from pistond.sandbox.cgroups._api import CgroupLimits
+
+logger = logging.getLogger(__name__)
+
+JOBS_GROUP: Final = "jobs"
+"""The intermediate group holding every job group."""
+DAEMON_LEAF: Final = "daemon"
+"""The leaf the daemon's own processes move into when its group must enable controllers."""
+WANTED_CONTROLLERS: Final = ("memory", "pids", "cpu")
+"""Controllers enabled for job groups when the parent offers them."""
+REQUIRED_CONTROLLERS: Final = frozenset({"memory", "pids"})
+"""Controllers without which the backend refuses to start."""
+_MOVE_ROUNDS: Final = 10
+_SETUP: Final = "setup"
+
+
+def _words(path: Path, *, group: str) -> set[str]:
+    return set(_kernfs.read(path, group=group).split())
+
+
+def _is_root_group(path: Path) -> bool:
+    """The root of a cgroup2 hierarchy has no cgroup.type (and is exempt from the leaf rule)."""
+    return not (path / "cgroup.type").exists()
+
+
+def _move_processes(source: Path, leaf: Path) -> None:
+    """Move every process of ``source`` into ``leaf`` until ``source`` has none."""
+    _kernfs.ensure_dir(leaf, group=_SETUP)
+    for _ in range(_MOVE_ROUNDS):
+        pids = _kernfs.read_pids(source / "cgroup.procs", group=_SETUP)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                _kernfs.write(leaf / "cgroup.procs", str(pid), group=_SETUP)
+            except SandboxError:
+                if pid in _kernfs.read_pids(source / "cgroup.procs", group=_SETUP):
+                    raise
+    raise SandboxError("cgroups: the daemon's group keeps gaining processes; cannot move them")
+
+
+def _enable(group: Path, controllers: Iterable[str], *, own_group: bool) -> None:
+    """Enable ``controllers`` in ``group``'s subtree, first moving its processes to a leaf."""
+    missing = [
+        c for c in controllers if c not in _words(group / "cgroup.subtree_control", group=_SETUP)
+    ]
+    if not missing:
+        return
+    procs = _kernfs.read_pids(group / "cgroup.procs", group=_SETUP)
+    if procs and not _is_root_group(group):
+        if not own_group:
+            raise SandboxError(
+                "cgroups: the configured cgroup root has processes; controllers cannot be enabled"
+            )
+        logger.info("moving the daemon's processes into %s", group / DAEMON_LEAF)
+        _move_processes(group, group / DAEMON_LEAF)
+    _kernfs.write(
+        group / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing), group=_SETUP
+    )
+
+
+@attrs.define(eq=False)
+class V2Group:
+    """One stage's group in a cgroup2 hierarchy."""
+
+    name: str
+    path: Path
+    """The group's directory."""
+    procs_files: tuple[str, ...]
+    controllers: frozenset[str]
+    """Controllers enabled for the group."""
+    _peak_seen: int = 0
+
+    def _sample_memory(self) -> int:
+        """memory.current, remembered as the peak where the kernel has no memory.peak."""
+        current = _kernfs.read_int(self.path / "memory.current", group=self.name)
+        self._peak_seen = max(self._peak_seen, current)
+        return self._peak_seen
+
+    def cpu_time_ns(self) -> int:
+        """cpu.stat usage_usec, in nanoseconds."""
+        usage = _kernfs.read_keyed(self.path / "cpu.stat", group=self.name).get("usage_usec", 0)
+        if "memory" in self.controllers and not (self.path / "memory.peak").exists():
+            self._sample_memory()
+        return usage * 1000
+
+    def memory_peak(self) -> int:
+        """memory.peak, or the highest memory.current seen on kernels without it."""
+        if "memory" not in self.controllers:
+            return 0
+        if (self.path / "memory.peak").exists():
+            return _kernfs.read_int(self.path / "memory.peak", group=self.name)
+        return self._sample_memory()
+
+    def oom_killed(self) -> bool:
+        """memory.events oom_kill > 0."""
+        if "memory" not in self.controllers:
+            return False
+        events = _kernfs.read_keyed(self.path / "memory.events", group=self.name)
+        return events.get("oom_kill", 0) > 0
+
+    def pids_limit_hit(self) -> bool:
+        """pids.events max > 0."""
+        if "pids" not in self.controllers:
+            return False
+        return _kernfs.read_keyed(self.path / "pids.events", group=self.name).get("max", 0) > 0
+
+    def populated(self) -> bool:
+        """cgroup.events populated; a removed group has no tasks."""
+        if not self.path.is_dir():
+            return False
+        events = _kernfs.read_keyed(self.path / "cgroup.events", group=self.name)
+        return events.get("populated", 0) > 0
+
+    def kill(self) -> None:
+        """Write 1 to cgroup.kill: SIGKILL to every task, including ones forking meanwhile."""
+        if self.path.is_dir():
+            _kernfs.write(self.path / "cgroup.kill", "1", group=self.name)
+
+    def remove(self) -> None:
+        """rmdir the group's directory."""
+        _kernfs.remove_dir(self.path, group=self.name)
+
+
+@attrs.define(eq=False)
+class V2Backend:
+    """Job groups in a cgroup2 hierarchy; make one with :meth:`prepare`."""
+
+    jobs: Path
+    """The intermediate group holding the job groups."""
+    controllers: frozenset[str]
+    """Controllers enabled in ``jobs``' subtree."""
+    kind: str = "v2"
+
+    @property
+    def jobs_dirs(self) -> tuple[Path, ...]:
+        """Every directory holding job groups (one here)."""
+        return (self.jobs,)
+
+    @classmethod
+    def prepare(
+        cls,
+        parent: Path,
+        *,
+        own_group: bool,
+        required: frozenset[str] = REQUIRED_CONTROLLERS,
+        wanted: Iterable[str] = WANTED_CONTROLLERS,
+        jobs_group: str = JOBS_GROUP,
+    ) -> V2Backend:
+        """Set up ``<parent>/<jobs_group>`` with controllers enabled along the way.
+
+        Args:
+            parent: the daemon's own group, or the configured cgroup root.
+            own_group: ``parent`` is the daemon's own group, whose processes may be moved into
+                ``<parent>/daemon`` (a daemon restarted from that leaf uses its parent again).
+            required: controllers that must be available.
+            wanted: controllers to enable if available; ``required`` ones always are.
+            jobs_group: name of the intermediate group.
+
+        Raises:
+            SandboxError: a required controller is missing or the groups cannot be set up.
+        """
+        _kernfs.check_name(jobs_group)
+        if own_group and parent.name == DAEMON_LEAF and (parent.parent / jobs_group).is_dir():
+            parent = parent.parent
+        _kernfs.ensure_dir(parent, group=_SETUP)
+        available = _words(parent / "cgroup.controllers", group=_SETUP)
+        absent = sorted(required - available)
+        if absent:
+            raise SandboxError(
+                f"cgroups: controller {', '.join(absent)} is not delegated to the daemon's group"
+            )
+        enabled = [c for c in dict.fromkeys([*required, *wanted]) if c in available]
+        _enable(parent, enabled, own_group=own_group)
+        jobs = parent / jobs_group
+        _kernfs.ensure_dir(jobs, group=_SETUP)
+        _enable(jobs, enabled, own_group=False)
+        logger.info("cgroup v2 job groups in %s, controllers %s", jobs, " ".join(enabled) or "none")
+        return cls(jobs=jobs, controllers=frozenset(enabled))
+
+    def create(self, name: str, limits: CgroupLimits) -> V2Group:
+        """Make ``jobs/<name>`` and write its limits.
+
+        Raises:
+            SandboxError: the name is taken or invalid, or a limit cannot be written.
+        """
+        _kernfs.check_name(name)
+        path = self.jobs / name
+        _kernfs.make_dir(path, group=name)
+        group = V2Group(
+            name=name,
+            path=path,
+            procs_files=(str(path / "cgroup.procs"),),
+            controllers=self.controllers,
+        )
+        try:
+            if "memory" in self.controllers:
+                if limits.memory_bytes is not None:
+                    _kernfs.write(path / "memory.max", str(limits.memory_bytes), group=name)
+                _kernfs.write_optional(path / "memory.swap.max", "0", group=name)
+                _kernfs.write(path / "memory.oom.group", "1", group=name)
+            if "pids" in self.controllers:
+                _kernfs.write(path / "pids.max", str(limits.max_processes), group=name)
+        except SandboxError:
+            _kernfs.remove_dir(path, group=name)
+            raise
+        return group
+
+    def _group(self, name: str) -> V2Group:
+        path = self.jobs / name
+        return V2Group(
+            name=name,
+            path=path,
+            procs_files=(str(path / "cgroup.procs"),),
+            controllers=self.controllers,
+        )
+
+    def cleanup_stale(self) -> int:
+        """Kill and remove every group left in ``jobs`` by a previous daemon."""
+        names = _kernfs.subdirectories(self.jobs)
+        for name in names:
+            kill_and_remove(self._group(name))
+        if names:
+            logger.warning("removed %d stale cgroup v2 job groups", len(names))
+        return len(names)
