@@ -15,6 +15,7 @@ import os
 import secrets
 import socket
 import stat
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -23,7 +24,6 @@ import trio
 from pistond.config import DaemonConfig, resolve_socket_group
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
     from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _MAX_SOCKET_PATH: Final = 107
 """Bytes of a ``sun_path`` without its terminating NUL."""
 
 
-class ListenerError(Exception):
+class StartupError(Exception):
     """Raised by :func:`open_listeners` when the daemon cannot listen; the message is one line.
 
     The daemon prints it and exits: another daemon is running, the socket path is taken by
@@ -93,18 +93,8 @@ class Listeners(list[trio.SocketListener]):
         super().__init__(listeners)
         self.socket_file = socket_file
 
-    def remove_socket_file(self) -> bool:
-        """Remove our own socket file at shutdown, if it is still ours (same device and inode).
 
-        Returns:
-            True if a file was removed.
-        """
-        if self.socket_file is None:
-            return False
-        return self.socket_file.remove()
-
-
-def open_listeners(config: DaemonConfig, environ: MutableMapping[str, str]) -> Listeners:
+def open_listeners(config: DaemonConfig, environ: Mapping[str, str]) -> Listeners:
     """Open the RPC listeners: systemd's sockets if we were socket-activated, else our own.
 
     Synchronous: every step is a quick local system call, so it may run before ``trio.run`` or
@@ -113,14 +103,15 @@ def open_listeners(config: DaemonConfig, environ: MutableMapping[str, str]) -> L
 
     Args:
         config: the daemon configuration (``socket``, ``socket_group``).
-        environ: the process environment (normally ``os.environ``). The LISTEN_* variables are
-            removed from it and from ``os.environ`` whether or not they were meant for us.
+        environ: the process environment (``os.environ`` or a copy). The LISTEN_* variables are
+            removed from ``os.environ``, and from ``environ`` if it is mutable, whether or not
+            they were meant for us.
 
     Returns:
         The listeners (a list), with ``socket_file`` set when pistond created the socket itself.
 
     Raises:
-        ListenerError: a live daemon answers on the socket; the path is taken by something other
+        StartupError: a live daemon answers on the socket; the path is taken by something other
             than a socket; systemd passed a descriptor that is not a Unix stream listening socket;
             or the socket could not be created.
         ConfigError: ``PISTON_SOCKET_GROUP`` names a group that does not exist.
@@ -135,19 +126,33 @@ def open_listeners(config: DaemonConfig, environ: MutableMapping[str, str]) -> L
     return Listeners([_to_listener(sock)], socket_file)
 
 
+def remove_own_socket(listeners: Listeners) -> bool:
+    """Remove the socket file ``open_listeners`` created, if it is still ours (same inode).
+
+    Call it at shutdown. Under socket activation it does nothing: systemd owns the file.
+
+    Returns:
+        True if a file was removed.
+    """
+    if listeners.socket_file is None:
+        return False
+    return listeners.socket_file.remove()
+
+
 def _to_listener(sock: socket.socket) -> trio.SocketListener:
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 def adopt_systemd_sockets(
-    environ: MutableMapping[str, str], *, first_fd: int = SD_LISTEN_FDS_START
+    environ: Mapping[str, str], *, first_fd: int = SD_LISTEN_FDS_START
 ) -> list[socket.socket]:
     """The listening sockets systemd passed, as ``sd_listen_fds(1)`` finds them.
 
     Adoption happens only when ``LISTEN_PID`` is our pid and ``LISTEN_FDS`` is at least 1. Each
     descriptor must be an AF_UNIX SOCK_STREAM socket in the listening state: the daemon trusts
     SO_PEERCRED, which a TCP socket would not give it. Adopted sockets are made non-blocking and
-    close-on-exec. The LISTEN_* variables are removed from ``environ`` and ``os.environ``.
+    close-on-exec. The LISTEN_* variables are removed from ``os.environ`` and, if it is
+    mutable, from ``environ``.
 
     Args:
         environ: the environment to read (normally ``os.environ``).
@@ -157,12 +162,13 @@ def adopt_systemd_sockets(
         The sockets, in descriptor order; empty when we were not socket-activated.
 
     Raises:
-        ListenerError: LISTEN_FDS is malformed or a descriptor is not a Unix stream listening
+        StartupError: LISTEN_FDS is malformed or a descriptor is not a Unix stream listening
             socket (every passed descriptor is then closed).
     """
     values = {name: environ.get(name) for name in LISTEN_VARIABLES}
     for name in LISTEN_VARIABLES:
-        environ.pop(name, None)
+        if isinstance(environ, MutableMapping):
+            environ.pop(name, None)
         os.environ.pop(name, None)
     listen_pid, listen_fds = values["LISTEN_PID"], values["LISTEN_FDS"]
     if listen_pid is None or listen_fds is None:
@@ -171,7 +177,7 @@ def adopt_systemd_sockets(
         logger.debug("ignoring LISTEN_FDS meant for process %s", listen_pid)
         return []
     if not listen_fds.isdigit():
-        raise ListenerError(f"LISTEN_FDS must be a number, got {listen_fds!r}")
+        raise StartupError(f"LISTEN_FDS must be a number, got {listen_fds!r}")
     count = int(listen_fds)
     fds = range(first_fd, first_fd + count)
     sockets: list[socket.socket] = []
@@ -193,14 +199,14 @@ def _adopt_fd(fd: int) -> socket.socket:
     try:
         mode = os.fstat(fd).st_mode
     except OSError as exc:
-        raise ListenerError(f"systemd passed descriptor {fd}, which is not open") from exc
+        raise StartupError(f"systemd passed descriptor {fd}, which is not open") from exc
     if not stat.S_ISSOCK(mode):
-        raise ListenerError(f"systemd passed descriptor {fd}, which is not a socket")
+        raise StartupError(f"systemd passed descriptor {fd}, which is not a socket")
     sock = socket.socket(fileno=fd)
     try:
         listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not listening:
-            raise ListenerError(
+            raise StartupError(
                 f"systemd passed descriptor {fd}, which is not a listening Unix stream socket "
                 "(use ListenStream=/path in the socket unit)"
             )
@@ -231,10 +237,10 @@ def bind_unix_socket(path: Path, gid: int | None) -> tuple[socket.socket, Socket
         :meth:`SocketFile.remove`.
 
     Raises:
-        ListenerError: see :func:`open_listeners`.
+        StartupError: see :func:`open_listeners`.
     """
     if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise ListenerError(f"socket path {path} is longer than {_MAX_SOCKET_PATH} bytes")
+        raise StartupError(f"socket path {path} is longer than {_MAX_SOCKET_PATH} bytes")
     directory = path.parent
     _ensure_directory(directory)
     if _check_existing(path):
@@ -257,7 +263,7 @@ def bind_unix_socket(path: Path, gid: int | None) -> tuple[socket.socket, Socket
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ListenerError(f"cannot create socket {path}: {exc.strerror or exc}") from exc
+        raise StartupError(f"cannot create socket {path}: {exc.strerror or exc}") from exc
     except BaseException:
         sock.close()
         raise
@@ -273,14 +279,14 @@ def _ensure_directory(directory: Path) -> None:
             os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
             os.chmod(directory, DIRECTORY_MODE)
         except OSError as exc:
-            raise ListenerError(f"cannot create directory {directory}: {exc.strerror}") from exc
+            raise StartupError(f"cannot create directory {directory}: {exc.strerror}") from exc
         return
     except OSError as exc:
-        raise ListenerError(f"cannot use directory {directory}: {exc.strerror}") from exc
+        raise StartupError(f"cannot use directory {directory}: {exc.strerror}") from exc
     if not stat.S_ISDIR(info.st_mode):
-        raise ListenerError(f"{directory} is not a directory")
+        raise StartupError(f"{directory} is not a directory")
     if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
-        raise ListenerError(f"refusing to create the socket in world-writable {directory}")
+        raise StartupError(f"refusing to create the socket in world-writable {directory}")
     if info.st_mode & stat.S_IWOTH:
         logger.warning("socket directory %s is world-writable; prefer /run/pistond", directory)
 
@@ -292,9 +298,9 @@ def _check_existing(path: Path) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise ListenerError(f"cannot inspect {path}: {exc.strerror}") from exc
+        raise StartupError(f"cannot inspect {path}: {exc.strerror}") from exc
     if not stat.S_ISSOCK(info.st_mode):
-        raise ListenerError(f"{path} exists and is not a socket; not replacing it")
+        raise StartupError(f"{path} exists and is not a socket; not replacing it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.setblocking(False)
@@ -304,10 +310,10 @@ def _check_existing(path: Path) -> bool:
     except BlockingIOError:
         pass  # a full accept queue: somebody is listening
     except OSError as exc:
-        raise ListenerError(f"cannot probe existing socket {path}: {exc.strerror}") from exc
+        raise StartupError(f"cannot probe existing socket {path}: {exc.strerror}") from exc
     finally:
         probe.close()
-    raise ListenerError(f"another pistond is listening on {path}")
+    raise StartupError(f"another pistond is listening on {path}")
 
 
 def _temporary_name(path: Path) -> Path:
@@ -316,7 +322,7 @@ def _temporary_name(path: Path) -> Path:
     if len(os.fsencode(temporary)) > _MAX_SOCKET_PATH:
         temporary = path.with_name(f".{secrets.token_hex(4)}")
     if len(os.fsencode(temporary)) > _MAX_SOCKET_PATH:
-        raise ListenerError(f"socket path {path} is too long to bind atomically")
+        raise StartupError(f"socket path {path} is too long to bind atomically")
     return temporary
 
 
@@ -327,7 +333,7 @@ def _bind_private(sock: socket.socket, temporary: Path) -> None:
         sock.bind(os.fspath(temporary))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ListenerError(f"temporary socket name {temporary} is taken") from exc
+            raise StartupError(f"temporary socket name {temporary} is taken") from exc
         raise
     finally:
         os.umask(old_umask)

@@ -26,11 +26,12 @@ from pistond.config import DaemonConfig
 from pistond.errors import ConfigError
 from pistond.listeners import (
     LISTEN_VARIABLES,
-    ListenerError,
     Listeners,
+    StartupError,
     adopt_systemd_sockets,
     bind_unix_socket,
     open_listeners,
+    remove_own_socket,
 )
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def opened(config: DaemonConfig, environ: MutableMapping[str, str]) -> Iterator[
     try:
         yield listeners
     finally:
-        listeners.remove_socket_file()
+        remove_own_socket(listeners)
         for listener in listeners:
             os.close(listener.socket.detach())
 
@@ -199,7 +200,7 @@ def test_listeners_live_socket_refused(socket_path: Path) -> None:
     socket_path.parent.mkdir()
     with unix_listener(socket_path):
         inode = os.lstat(socket_path).st_ino
-        with pytest.raises(ListenerError) as caught:
+        with pytest.raises(StartupError) as caught:
             open_listeners(DaemonConfig(socket=socket_path), {})
         assert str(caught.value) == f"another pistond is listening on {socket_path}"
         assert os.lstat(socket_path).st_ino == inode
@@ -217,7 +218,7 @@ def test_listeners_full_backlog_counts_as_live(socket_path: Path) -> None:
             client.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 client.connect(os.fspath(socket_path))
-        with pytest.raises(ListenerError, match="another pistond is listening"):
+        with pytest.raises(StartupError, match="another pistond is listening"):
             open_listeners(DaemonConfig(socket=socket_path), {})
 
 
@@ -226,7 +227,7 @@ def test_listeners_regular_file_refused(socket_path: Path) -> None:
     """A regular file at the socket path is an error and is left untouched."""
     socket_path.parent.mkdir()
     socket_path.write_text("precious")
-    with pytest.raises(ListenerError, match="exists and is not a socket"):
+    with pytest.raises(StartupError, match="exists and is not a socket"):
         open_listeners(DaemonConfig(socket=socket_path), {})
     assert socket_path.read_text() == "precious"
     assert os.listdir(socket_path.parent) == [socket_path.name]
@@ -240,7 +241,7 @@ def test_listeners_symlink_refused(tmp_path: Path, socket_path: Path) -> None:
     socket_path.parent.mkdir()
     socket_path.symlink_to(target)
     target_inode = os.lstat(target).st_ino
-    with pytest.raises(ListenerError, match="exists and is not a socket"):
+    with pytest.raises(StartupError, match="exists and is not a socket"):
         open_listeners(DaemonConfig(socket=socket_path), {})
     assert socket_path.is_symlink()
     assert os.readlink(socket_path) == os.fspath(target)
@@ -251,7 +252,7 @@ def test_listeners_symlink_refused(tmp_path: Path, socket_path: Path) -> None:
 def test_listeners_directory_at_path_refused(socket_path: Path) -> None:
     """A directory at the socket path is refused and left in place."""
     socket_path.mkdir(parents=True)
-    with pytest.raises(ListenerError, match="exists and is not a socket"):
+    with pytest.raises(StartupError, match="exists and is not a socket"):
         open_listeners(DaemonConfig(socket=socket_path), {})
     assert socket_path.is_dir()
 
@@ -262,7 +263,7 @@ def test_listeners_world_writable_directory_refused(tmp_path: Path) -> None:
     directory = tmp_path / "open"
     directory.mkdir()
     directory.chmod(0o777)
-    with pytest.raises(ListenerError, match="world-writable"):
+    with pytest.raises(StartupError, match="world-writable"):
         open_listeners(DaemonConfig(socket=directory / "pistond.sock"), {})
     assert os.listdir(directory) == []
 
@@ -271,7 +272,7 @@ def test_listeners_world_writable_directory_refused(tmp_path: Path) -> None:
 def test_listeners_too_long_path_refused(tmp_path: Path) -> None:
     """A socket path longer than sun_path allows is a clear error, not a truncated bind."""
     path = tmp_path / ("x" * 120)
-    with pytest.raises(ListenerError, match="longer than 107 bytes"):
+    with pytest.raises(StartupError, match="longer than 107 bytes"):
         open_listeners(DaemonConfig(socket=path), {})
 
 
@@ -362,7 +363,7 @@ def test_listeners_wrong_passed_socket_refused(
             wrong = read_end if kind == "pipe" else candidates[kind]
             with passed_fds(good, wrong) as first:
                 environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2"}
-                with pytest.raises(ListenerError, match=f"descriptor {first + 1}"):
+                with pytest.raises(StartupError, match=f"descriptor {first + 1}"):
                     adopt_systemd_sockets(environ, first_fd=first)
                 assert not _is_open(first)
                 assert not _is_open(first + 1)
@@ -377,7 +378,7 @@ def test_listeners_wrong_passed_socket_refused(
 def test_listeners_malformed_listen_fds_refused(clean_listen_env: None) -> None:
     """A LISTEN_FDS that is not a number is a startup error."""
     environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "three"}
-    with pytest.raises(ListenerError, match="LISTEN_FDS must be a number"):
+    with pytest.raises(StartupError, match="LISTEN_FDS must be a number"):
         adopt_systemd_sockets(environ)
 
 
@@ -438,3 +439,8 @@ def test_listeners_systemd_socket_activate(tmp_path: Path) -> None:
     assert process.returncode == 0, stderr.decode()
     assert reply.decode() == "1 None []"
     assert not unused.parent.exists()
+
+
+def test_listeners_activation_owns_no_file() -> None:
+    """Under socket activation there is no socket file of ours to remove at shutdown."""
+    assert not remove_own_socket(Listeners([], None))
