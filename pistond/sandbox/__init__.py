@@ -1,0 +1,192 @@
+"""The sandbox as the job manager sees it: boxes, stages, results.
+
+Usage::
+
+    async with open_sandbox(config, fork_server) as sandbox:
+        async with sandbox.open_box(slot) as box:
+            box.write_files(files)
+            result = await box.run_stage(spec, stdin=b"")
+            async with box.open_stage(spec) as stage:  # interactive
+                await stage.write(data)
+                await stage.close_stdin()
+                async for stream, chunk in stage.output():
+                    ...
+                result = await stage.wait()
+
+Every stage runs in a fresh sandbox (built by the fork server) over the job's box, in a fresh
+cgroup; :mod:`pistond.sandbox.supervise` enforces its limits and always cleans up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from pistond.errors import SandboxError
+from pistond.models import SandboxInfo
+from pistond.sandbox.box import Box as BoxStorage
+from pistond.sandbox.box import cleanup_stale_boxes, open_box
+from pistond.sandbox.cgroups import CgroupBackend, CgroupLimits, detect
+from pistond.sandbox.spec import Bind as Bind
+from pistond.sandbox.spec import RootView as RootView
+from pistond.sandbox.spec import SpawnSpec as SpawnSpec
+from pistond.sandbox.spec import StageLimits as StageLimits
+from pistond.sandbox.spec import StageSpec as StageSpec
+from pistond.sandbox.supervise import SpawnerLike, open_supervised_stage
+from pistond.sandbox.supervise import SupervisedStage as Stage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
+    from pistond.config import DaemonConfig
+    from pistond.models import SourceFile, StageResult
+
+__all__ = [
+    "Bind",
+    "Box",
+    "RootView",
+    "Sandbox",
+    "SpawnSpec",
+    "Stage",
+    "StageLimits",
+    "StageSpec",
+    "open_sandbox",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Box:
+    """A job's box: its files, and the stages that run over them."""
+
+    _sandbox: Sandbox
+    _storage: BoxStorage
+
+    @property
+    def slot(self) -> int:
+        """The box slot."""
+        return self._storage.slot
+
+    @property
+    def uid(self) -> int:
+        """The uid (and gid) every stage of this box runs as."""
+        return self._storage.uid
+
+    def write_files(self, files: Sequence[SourceFile]) -> None:
+        """Write the submitted files into the box, symlink-safely; call before any stage.
+
+        Raises:
+            SandboxError: a name is invalid, a file exists already, or the box is full.
+        """
+        self._storage.write_files(files)
+
+    @asynccontextmanager
+    async def open_stage(
+        self, spec: StageSpec, *, stage: str = "stage", live: bool = True
+    ) -> AsyncIterator[Stage]:
+        """Start ``spec`` in a fresh sandbox over this box; kill it if still running at the end.
+
+        Args:
+            spec: what to run, with its limits.
+            stage: names the stage in its cgroup (``box-<slot>-<stage>-<n>``) and in logs.
+            live: stream kept output through :meth:`Stage.output` (interactive jobs).
+
+        Raises:
+            SandboxError: the cgroup could not be made or the sandbox could not be spawned.
+        """
+        sandbox = self._sandbox
+        limits = spec.limits
+        name = f"box-{self.slot}-{stage}-{next(sandbox._counter)}"
+        await trio.lowlevel.checkpoint()
+        group = sandbox.cgroups.create(
+            name,
+            CgroupLimits(memory_bytes=limits.memory_bytes, max_processes=limits.max_processes),
+        )
+        spawn_spec = SpawnSpec(
+            stage=spec,
+            box_path=str(self._storage.path),
+            uid=self.uid,
+            cgroup_procs=tuple(group.procs_files),
+        )
+        async with open_supervised_stage(
+            spawner=sandbox.fork_server, group=group, spec=spawn_spec, live=live
+        ) as running:
+            yield running
+        if running.result is not None and running.result.status is not None:
+            logger.debug(
+                "box %d %s: %s (%s)", self.slot, name, running.result.status, running.result.message
+            )
+
+    async def run_stage(
+        self, spec: StageSpec, stdin: bytes = b"", *, stage: str = "stage"
+    ) -> StageResult:
+        """Run ``spec`` to its end with ``stdin`` as its whole input; its result.
+
+        Raises:
+            SandboxError: the cgroup could not be made or the sandbox could not be spawned.
+        """
+        async with self.open_stage(spec, stage=stage, live=False) as running:
+            await running.write(stdin)
+            await running.close_stdin()
+            return await running.wait()
+
+
+@attrs.define(eq=False)
+class Sandbox:
+    """The daemon's sandbox: a fork server, a cgroup backend and the boxes of running jobs."""
+
+    config: DaemonConfig
+    fork_server: SpawnerLike
+    cgroups: CgroupBackend
+    info: SandboxInfo
+    _counter: Iterator[int] = attrs.field(factory=itertools.count)
+
+    @asynccontextmanager
+    async def open_box(self, slot: int) -> AsyncIterator[Box]:
+        """Mount box ``slot`` (uid ``box_uid_base + slot``); unmount it when the block ends.
+
+        Raises:
+            SandboxError: the box could not be mounted.
+        """
+        if not 0 <= slot < self.config.max_concurrent_jobs:
+            raise SandboxError("box slot out of range")
+        async with open_box(self.config, slot, self.config.box_uid_base + slot) as storage:
+            yield Box(sandbox=self, storage=storage)
+
+
+def _seccomp_available(fork_server: object) -> bool:
+    """Whether the fork server installs its seccomp filter (it says so, or it is assumed)."""
+    value = getattr(fork_server, "seccomp", True)
+    return bool(value)
+
+
+@asynccontextmanager
+async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncIterator[Sandbox]:
+    """Detect cgroups, clean what a previous daemon left (groups, boxes), and serve boxes.
+
+    Args:
+        config: the daemon configuration.
+        fork_server: the started fork server (``pistond.sandbox.spawn.ForkServer``); the caller
+            owns it and closes it after this block.
+
+    Raises:
+        SandboxError: no way to build sandboxes was found.
+    """
+    await trio.lowlevel.checkpoint()
+    backend = detect(config)
+    stale_groups = backend.cleanup_stale()
+    stale_boxes = cleanup_stale_boxes(config)
+    if stale_groups or stale_boxes:
+        logger.info("cleaned %d stale cgroups and %d stale boxes", stale_groups, stale_boxes)
+    info = SandboxInfo(
+        cgroup=backend.kind,
+        seccomp=_seccomp_available(fork_server),
+        network=not config.disable_networking,
+    )
+    yield Sandbox(config=config, fork_server=fork_server, cgroups=backend, info=info)

@@ -1,0 +1,250 @@
+"""Box storage: each job's private, size- and inode-limited tmpfs under ``<data>/boxes/<slot>``.
+
+A box is mounted when a job takes its slot and torn down when the job ends by a lazy unmount
+and an ``rmdir`` of the then empty mount point: the daemon never walks what the job created.
+The box root (``/box`` in the sandbox) belongs to root, mode 0755; the job writes in
+``submission/``, which belongs to the box uid, mode 0700. Submitted files are written into it
+symlink-safely (:mod:`pistond.sandbox.hostfs`) before any stage runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from pistond.errors import SandboxError
+from pistond.sandbox import hostfs, libc
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from pathlib import Path
+
+    from pistond.config import DaemonConfig
+    from pistond.models import SourceFile
+
+logger = logging.getLogger(__name__)
+
+SUBMISSION: Final = "submission"
+"""The job's writable directory inside the box (``/box/submission`` in the sandbox)."""
+UMOUNT_NOFOLLOW: Final = 0x8
+
+
+def boxes_directory(config: DaemonConfig) -> Path:
+    """Where box mount points live."""
+    return config.data_directory / "boxes"
+
+
+@attrs.define(eq=False)
+class Box:
+    """One job's mounted box."""
+
+    slot: int
+    uid: int
+    """Owner of ``submission/``; also its gid."""
+    path: Path
+    """Host path of the box tmpfs (bound at ``/box`` in the sandbox)."""
+    _root_fd: int
+
+    @property
+    def submission_path(self) -> Path:
+        """Host path of ``submission/``; for the spawn spec only, never to open files by."""
+        return self.path / SUBMISSION
+
+    def write_files(self, files: Sequence[SourceFile]) -> None:
+        """Write the submitted files into ``submission/``, owned by the box uid.
+
+        Each file is created beneath an fd of the box (``O_CREAT | O_EXCL | O_NOFOLLOW``, parents
+        made one ``O_NOFOLLOW`` component at a time), so no link in the box is ever followed.
+
+        Raises:
+            SandboxError: a name is invalid, a file already exists, or the box is full.
+        """
+        with hostfs.opened_fd(
+            hostfs.open_beneath(self._root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+        ) as submission:
+            for file in files:
+                hostfs.write_new_file(
+                    submission, file.name, file.content, uid=self.uid, gid=self.uid
+                )
+
+
+def _mount_options(config: DaemonConfig) -> str:
+    return f"size={config.disk_size},nr_inodes={config.disk_inodes},mode=0755,uid=0,gid=0"
+
+
+def _prepare_boxes_directory(config: DaemonConfig) -> int:
+    """Create ``<data>/boxes`` (root, 0700) and open it without following a link."""
+    boxes = boxes_directory(config)
+    boxes.parent.mkdir(parents=True, exist_ok=True)
+    boxes.mkdir(mode=0o700, exist_ok=True)
+    fd = hostfs.open_directory(str(boxes))
+    os.fchmod(fd, 0o700)
+    return fd
+
+
+def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
+    """Mount the tmpfs of box ``slot`` and create its ``submission/`` directory.
+
+    Raises:
+        SandboxError: the mount point is in use or the tmpfs could not be made.
+    """
+    if slot < 0 or uid <= 0:
+        raise SandboxError("invalid box slot or uid")
+    boxes_fd = _prepare_boxes_directory(config)
+    name = str(slot)
+    path = boxes_directory(config) / name
+    mounted = False
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=boxes_fd)
+        except FileExistsError:
+            # Left by a crash: unmount what is there (never walk it), then reuse it.
+            _unmount(path)
+        libc.mount(
+            "pistond-box",
+            str(path),
+            "tmpfs",
+            libc.MS_NOSUID | libc.MS_NODEV,
+            _mount_options(config),
+            what="box mount",
+        )
+        mounted = True
+        # One component with O_NOFOLLOW; openat2's RESOLVE_NO_XDEV would refuse the mount.
+        root_fd = os.open(name, hostfs.DIRECTORY_FLAGS, dir_fd=boxes_fd)
+        try:
+            os.fchown(root_fd, 0, 0)
+            os.fchmod(root_fd, 0o755)
+            os.mkdir(SUBMISSION, 0o700, dir_fd=root_fd)
+            with hostfs.opened_fd(
+                hostfs.open_beneath(root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+            ) as submission:
+                os.fchown(submission, uid, uid)
+                os.fchmod(submission, 0o700)
+        except BaseException:
+            os.close(root_fd)
+            raise
+    except OSError as exc:
+        if mounted:
+            _unmount(path)
+        _remove_mount_point(boxes_fd, name)
+        logger.error("box %d: cannot be set up: %s", slot, exc)
+        raise SandboxError("the job's box could not be set up") from exc
+    finally:
+        os.close(boxes_fd)
+    return Box(slot=slot, uid=uid, path=path, root_fd=root_fd)
+
+
+def unmount_box(config: DaemonConfig, box: Box) -> None:
+    """Tear a box down: close its fd, detach its tmpfs, remove the empty mount point."""
+    os.close(box._root_fd)
+    _unmount(box.path)
+    boxes_fd = hostfs.open_directory(str(boxes_directory(config)))
+    try:
+        _remove_mount_point(boxes_fd, str(box.slot))
+    finally:
+        os.close(boxes_fd)
+
+
+def _unmount(path: Path) -> None:
+    """Detach every mount stacked on ``path``; a path with no mount is left as it is."""
+    for _ in range(64):
+        try:
+            libc.umount2(str(path), libc.MNT_DETACH | UMOUNT_NOFOLLOW, what="box unmount")
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                return
+            raise
+    logger.error("box mount point has too many stacked mounts")
+
+
+def _remove_mount_point(boxes_fd: int, name: str) -> None:
+    try:
+        os.rmdir(name, dir_fd=boxes_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.error("box mount point %s/%s not removed: %s", "boxes", name, exc)
+
+
+@asynccontextmanager
+async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[Box]:
+    """Mount box ``slot`` for a job; always unmount it when the block ends.
+
+    Args:
+        config: gives the data directory, ``disk_size`` and ``disk_inodes``.
+        slot: the job's box slot; names the mount point.
+        uid: the slot's uid, owner of ``submission/``.
+
+    Raises:
+        SandboxError: the box could not be mounted.
+    """
+    await trio.lowlevel.checkpoint()
+    box = mount_box(config, slot, uid)
+    try:
+        yield box
+    finally:
+        unmount_box(config, box)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """Undo mountinfo's octal escapes (``\\040`` for a space, ...)."""
+    if "\\" not in field:
+        return field
+    raw = field.encode()
+    out = bytearray()
+    index = 0
+    while index < len(raw):
+        if raw[index : index + 1] == b"\\" and raw[index + 1 : index + 4].isdigit():
+            out.append(int(raw[index + 1 : index + 4], 8))
+            index += 4
+        else:
+            out.append(raw[index])
+            index += 1
+    return os.fsdecode(bytes(out))
+
+
+def cleanup_stale_boxes(config: DaemonConfig) -> int:
+    """Unmount the boxes a previous daemon left mounted and remove their mount points.
+
+    Run at daemon start, before any job. Returns how many mounts were detached.
+    """
+    boxes = boxes_directory(config)
+    prefix = str(boxes) + "/"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+            points = [_unescape_mountinfo(line.split()[4]) for line in info if line.strip()]
+    except OSError:
+        logger.warning("cannot read the mount table; stale boxes not cleaned", exc_info=True)
+        return 0
+    stale = sorted(
+        (point for point in points if point.startswith(prefix)),
+        key=lambda point: point.count("/"),
+        reverse=True,
+    )
+    detached = 0
+    for point in stale:
+        try:
+            libc.umount2(point, libc.MNT_DETACH | UMOUNT_NOFOLLOW, what="stale box unmount")
+            detached += 1
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                logger.warning("stale box mount not detached: %s", exc)
+    try:
+        boxes_fd = hostfs.open_directory(str(boxes))
+    except FileNotFoundError:
+        return detached
+    try:
+        for name in os.listdir(boxes_fd):
+            if name.isdigit():
+                _remove_mount_point(boxes_fd, name)
+    finally:
+        os.close(boxes_fd)
+    if detached:
+        logger.info("detached %d stale box mounts", detached)
+    return detached

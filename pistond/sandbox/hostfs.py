@@ -1,0 +1,224 @@
+"""Symlink-safe host access to box contents: every path is resolved beneath a directory fd.
+
+A box belongs to a job, so any of its entries may be a symlink or a directory swapped for one.
+The daemon (root) never resolves a box path by name from ``/``: it holds an fd of the box
+directory and opens each entry relative to it, with ``openat2(RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`` where the kernel has it and
+one ``O_NOFOLLOW`` component at a time otherwise. New files use ``O_CREAT | O_EXCL``, which
+never follows a link, and are chowned through their fd.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from pistond.errors import SandboxError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+_SYS_OPENAT2: Final = 437
+_RESOLVE_NO_XDEV: Final = 0x01
+_RESOLVE_NO_MAGICLINKS: Final = 0x02
+_RESOLVE_NO_SYMLINKS: Final = 0x04
+_RESOLVE_BENEATH: Final = 0x08
+_RESOLVE_FLAGS: Final = (
+    _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV
+)
+DIRECTORY_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_NAME_BYTES: Final = 255
+MAX_DEPTH: Final = 64
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = (
+        ("flags", ctypes.c_uint64),
+        ("mode", ctypes.c_uint64),
+        ("resolve", ctypes.c_uint64),
+    )
+
+
+@attrs.define(eq=False)
+class _Openat2:
+    """The openat2 syscall through ctypes, switched off after the kernel says ENOSYS."""
+
+    available: bool = True
+
+    def __call__(self, dir_fd: int, path: str, flags: int, mode: int) -> int | None:
+        """Open ``path`` beneath ``dir_fd``; None when openat2 is not available."""
+        if not self.available:
+            return None
+        syscall = _libc_syscall()
+        how = _OpenHow(flags=flags, mode=mode, resolve=_RESOLVE_FLAGS)
+        raw = os.fsencode(path)
+        while True:
+            fd = syscall(
+                ctypes.c_long(_SYS_OPENAT2),
+                ctypes.c_int(dir_fd),
+                ctypes.c_char_p(raw),
+                ctypes.byref(how),
+                ctypes.c_size_t(ctypes.sizeof(how)),
+            )
+            if fd >= 0:
+                return int(fd)
+            err = ctypes.get_errno()
+            if err == errno.EINTR:
+                continue
+            if err in (errno.ENOSYS, errno.EPERM) and self.available:
+                # ENOSYS: kernel < 5.6; EPERM: a seccomp filter of our own host denies it.
+                self.available = False
+                return None
+            raise OSError(err, os.strerror(err), path)
+
+
+_openat2: Final = _Openat2()
+
+
+@functools.cache
+def _libc_syscall() -> Callable[..., int]:
+    syscall: Callable[..., int] = ctypes.CDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long  # type: ignore[attr-defined]  # a ctypes function object
+    return syscall
+
+
+def split_name(name: str) -> tuple[str, ...]:
+    """The components of a submitted file name, checked again here as defence in depth.
+
+    Raises:
+        SandboxError: the name is absolute, empty, has an empty or ``..`` component, a NUL
+            byte, a component longer than 255 bytes, or more than 64 components.
+    """
+    if not name or "\0" in name:
+        raise SandboxError("file name is empty or holds a NUL byte")
+    if name.startswith("/"):
+        raise SandboxError("file name is absolute")
+    parts = name.split("/")
+    if any(part in ("", "..") for part in parts):
+        raise SandboxError("file name has an empty or '..' component")
+    components = tuple(part for part in parts if part != ".")
+    if not components:
+        raise SandboxError("file name names no file")
+    if len(components) > MAX_DEPTH:
+        raise SandboxError("file name is nested too deeply")
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in components):
+        raise SandboxError("file name has a component that is too long")
+    return components
+
+
+def open_directory(path: str) -> int:
+    """Open a directory the daemon itself owns (a box mount point) without following a link."""
+    return os.open(path, DIRECTORY_FLAGS)
+
+
+def open_beneath(dir_fd: int, components: tuple[str, ...], flags: int, mode: int = 0) -> int:
+    """Open ``components`` beneath ``dir_fd``, failing on any symlink or ``..`` on the way.
+
+    Uses openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS when the kernel offers it, else
+    walks one ``O_NOFOLLOW`` component at a time.
+
+    Raises:
+        OSError: ELOOP or ENOTDIR where a link or a non-directory is met, or any open error.
+    """
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = _openat2(dir_fd, "/".join(components), flags, mode)
+    if fd is not None:
+        return fd
+    parent = os.dup(dir_fd)
+    try:
+        for part in components[:-1]:
+            child = os.open(part, DIRECTORY_FLAGS, dir_fd=parent)
+            os.close(parent)
+            parent = child
+        return os.open(components[-1], flags, mode, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+@contextmanager
+def opened_fd(fd: int) -> Iterator[int]:
+    """Close ``fd`` when the block ends."""
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def make_directories(
+    dir_fd: int, components: tuple[str, ...], *, uid: int, gid: int, mode: int = 0o755
+) -> int:
+    """Create (as needed) and open the directory ``components`` beneath ``dir_fd``.
+
+    Each missing directory is created, opened with ``O_NOFOLLOW | O_DIRECTORY`` and chowned to
+    ``uid``/``gid`` through its fd. An existing entry that is a symlink or not a directory
+    fails the call. Returns an fd of the last directory (a dup of ``dir_fd`` when empty).
+
+    Raises:
+        OSError: a component is a link (ELOOP), not a directory (ENOTDIR), or cannot be made.
+    """
+    current = os.dup(dir_fd)
+    try:
+        for part in components:
+            created = False
+            try:
+                os.mkdir(part, mode, dir_fd=current)
+                created = True
+            except FileExistsError:
+                pass
+            child = os.open(part, DIRECTORY_FLAGS, dir_fd=current)
+            os.close(current)
+            current = child
+            if created:
+                os.fchown(current, uid, gid)
+                os.fchmod(current, mode)
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+def write_new_file(
+    dir_fd: int, name: str, content: bytes, *, uid: int, gid: int, mode: int = 0o644
+) -> None:
+    """Create the file ``name`` beneath ``dir_fd`` (parents included) and write ``content``.
+
+    The file must not exist yet: ``O_CREAT | O_EXCL | O_NOFOLLOW`` refuses any entry already
+    there, a symlink included. Parents are made by :func:`make_directories`. File and new
+    directories belong to ``uid``/``gid``.
+
+    Raises:
+        SandboxError: the name is invalid, or the file or a parent could not be made; the
+            message names the submitted file, never a host path.
+    """
+    components = split_name(name)
+    try:
+        with (
+            opened_fd(make_directories(dir_fd, components[:-1], uid=uid, gid=gid)) as parent,
+            opened_fd(os.open(components[-1], _NEW_FILE_FLAGS, mode, dir_fd=parent)) as fd,
+        ):
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            view = memoryview(content)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+    except OSError as exc:
+        reason = _REASONS.get(exc.errno or 0, os.strerror(exc.errno or errno.EIO))
+        raise SandboxError(f"cannot write file {name!r}: {reason}") from exc
+
+
+_REASONS: Final = {
+    errno.EEXIST: "a file or link of that name already exists",
+    errno.ELOOP: "a symbolic link is in the way",
+    errno.ENOTDIR: "a parent is not a directory",
+    errno.ENOSPC: "the box is full",
+    errno.EFBIG: "the file is too large",
+    errno.EXDEV: "the path leaves the box",
+}

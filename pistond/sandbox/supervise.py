@@ -1,0 +1,526 @@
+"""Run one sandboxed stage: spawn, feed stdin, capture output, enforce limits, kill, verdict.
+
+The shape is trio's ``_run_process``: the sandbox is spawned outside the supervising task, so
+spawn errors reach the caller; stdin, output readers, the CPU poller and the waiter run inside
+a nursery under ``move_on_after(wall)``; whatever happens (limit, cancellation, error), a
+``finally`` kills the sandbox (SIGKILL to its PID 1 by pidfd, plus the cgroup kill) in a
+shielded scope with its own deadline, always awaits the reap, waits for the cgroup to empty and
+removes it. The program's exit and EOF on its pipes are separate events: once PID 1 reports
+the exit, the namespace is gone, leftovers in the cgroup are killed and the pipes get a short
+drain, never a wait for every writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from contextlib import asynccontextmanager
+from enum import Enum
+from typing import TYPE_CHECKING, Final, Protocol
+
+import attrs
+import trio
+
+from pistond.errors import SandboxError
+from pistond.models import StageResult, StageStatus
+from pistond.sandbox.output import OutputCapture, StreamName
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from pistond.sandbox.spec import SpawnSpec
+
+logger = logging.getLogger(__name__)
+
+CPU_POLL_INTERVAL: Final = 0.015
+"""Seconds between two reads of the cgroup's CPU time."""
+DRAIN_TIMEOUT: Final = 0.1
+"""Seconds the pipes get to reach EOF after PID 1 exited."""
+CLEANUP_TIMEOUT: Final = 5.0
+"""Seconds the shielded kill, reap and cgroup removal may take before it is logged as stuck."""
+EMPTY_POLL_INTERVAL: Final = 0.001
+
+
+class SandboxExitLike(Protocol):
+    """What the fork server reports once PID 1 of a sandbox is gone."""
+
+    @property
+    def program_status(self) -> int | None:
+        """Raw wait status of the program; None if PID 1 died before reporting."""
+
+    @property
+    def setup_error(self) -> str | None:
+        """Why the sandbox could not be built, if it could not."""
+
+
+class SandboxProcessLike(Protocol):
+    """A spawned sandbox (``pistond.sandbox.spawn.SandboxProcess``)."""
+
+    @property
+    def pid(self) -> int:
+        """Host pid of the sandbox's PID 1."""
+
+    async def wait(self) -> SandboxExitLike:
+        """Wait until PID 1 exited and its report was read."""
+
+    def kill(self) -> None:
+        """SIGKILL PID 1 through its pidfd, ending the whole pid namespace; idempotent."""
+
+    def signal_program(self, signum: int) -> None:
+        """Have PID 1 forward ``signum`` to the program's process group."""
+
+    def close(self) -> None:
+        """Release the pidfd and the report channel."""
+
+
+class SpawnerLike(Protocol):
+    """The daemon side of the fork server (``pistond.sandbox.spawn.ForkServer``)."""
+
+    async def spawn(
+        self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int
+    ) -> SandboxProcessLike:
+        """Fork a sandbox for ``spec`` with the given stdio fds."""
+
+
+class RunGroupLike(Protocol):
+    """One stage's cgroup (``pistond.sandbox.cgroups.RunGroup``)."""
+
+    def cpu_time_ns(self) -> int:
+        """CPU time of every task of the group so far."""
+
+    def memory_peak(self) -> int:
+        """Peak memory of the group, in bytes."""
+
+    def oom_killed(self) -> bool:
+        """Whether the OOM killer killed a task of the group."""
+
+    def populated(self) -> bool:
+        """Whether any task is left in the group."""
+
+    def kill(self) -> None:
+        """SIGKILL every task of the group."""
+
+    def remove(self) -> None:
+        """Remove the (empty) group."""
+
+
+class KillReason(Enum):
+    """Why the supervisor killed a sandbox."""
+
+    STDOUT_LIMIT = "stdout"
+    STDERR_LIMIT = "stderr"
+    CPU_TIME = "cpu"
+    WALL_TIME = "wall"
+    REQUESTED = "requested"
+    """``Stage.kill()``: the client asked (interactive jobs) or the stage was abandoned."""
+
+
+_LIMIT_VERDICTS: Final = {
+    KillReason.STDOUT_LIMIT: (StageStatus.STDOUT_LIMIT, "stdout length exceeded"),
+    KillReason.STDERR_LIMIT: (StageStatus.STDERR_LIMIT, "stderr length exceeded"),
+    KillReason.CPU_TIME: (StageStatus.TIMEOUT, "Time limit exceeded"),
+    KillReason.WALL_TIME: (StageStatus.TIMEOUT, "Time limit exceeded (wall clock)"),
+}
+
+_SIGNAL_NAMES: Final = (
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+)
+_SIGRTMIN: Final = 34
+_SIGRTMAX: Final = 64
+
+
+def signal_name(signum: int) -> str | None:
+    """Piston's name of a signal: ``SIGHUP`` … ``SIGSYS``, ``SIGRTMIN+n``, ``SIGRTMAX-n``."""
+    if 1 <= signum <= len(_SIGNAL_NAMES):
+        return _SIGNAL_NAMES[signum - 1]
+    if signum == _SIGRTMIN:
+        return "SIGRTMIN"
+    if signum == _SIGRTMAX:
+        return "SIGRTMAX"
+    middle = (_SIGRTMIN + _SIGRTMAX) // 2
+    if _SIGRTMIN < signum <= middle:
+        return f"SIGRTMIN+{signum - _SIGRTMIN}"
+    if middle < signum < _SIGRTMAX:
+        return f"SIGRTMAX-{_SIGRTMAX - signum}"
+    return None
+
+
+@attrs.frozen
+class Measurements:
+    """What the cgroup and the clock said about a finished stage."""
+
+    cpu_time_ns: int
+    memory_bytes: int
+    oom_killed: bool
+    wall_time_s: float
+
+
+def verdict(
+    *,
+    capture: OutputCapture,
+    sandbox_exit: SandboxExitLike | None,
+    killed_for: KillReason | None,
+    measurements: Measurements,
+    cpu_limit_ms: int,
+) -> StageResult:
+    """The PROTOCOL.md ``Stage`` of a finished stage.
+
+    Precedence: a sandbox setup error (XX); the first limit the supervisor killed for (OL, EL,
+    TO); an OOM kill in a stage that did not exit 0 (ML); CPU time over the limit (TO); a
+    requested kill (SG SIGKILL); then the program's own exit (nil, RE, SG).
+    """
+    text = capture.text()
+    status_code: int | None = None
+    signal: str | None = None
+    status: StageStatus | None = None
+    message: str | None = None
+    raw = sandbox_exit.program_status if sandbox_exit is not None else None
+    exited_zero = raw is not None and os.WIFEXITED(raw) and os.WEXITSTATUS(raw) == 0
+    cpu_over = measurements.cpu_time_ns > cpu_limit_ms * 1_000_000
+    if sandbox_exit is not None and sandbox_exit.setup_error is not None:
+        status, message = StageStatus.INTERNAL_ERROR, sandbox_exit.setup_error
+    elif killed_for in _LIMIT_VERDICTS:
+        status, message = _LIMIT_VERDICTS[killed_for]
+        signal = "SIGKILL"
+    elif measurements.oom_killed and not exited_zero:
+        status, message, signal = StageStatus.MEMORY_LIMIT, "Memory limit exceeded", "SIGKILL"
+    elif cpu_over and not exited_zero:
+        status, message = _LIMIT_VERDICTS[KillReason.CPU_TIME]
+        signal = "SIGKILL"
+    elif killed_for is KillReason.REQUESTED:
+        status, message, signal = StageStatus.SIGNALED, "Caught fatal signal 9", "SIGKILL"
+    elif raw is None:
+        status, message = StageStatus.INTERNAL_ERROR, "sandbox ended without reporting an exit"
+    elif os.WIFSIGNALED(raw):
+        number = os.WTERMSIG(raw)
+        status, message = StageStatus.SIGNALED, f"Caught fatal signal {number}"
+        signal = signal_name(number)
+    elif os.WIFEXITED(raw):
+        status_code = os.WEXITSTATUS(raw)
+        if status_code != 0:
+            status, message = StageStatus.RUNTIME_ERROR, f"Exited with error status {status_code}"
+    else:
+        status, message = StageStatus.INTERNAL_ERROR, "sandbox reported an unknown exit status"
+    return StageResult(
+        stdout=text.stdout,
+        stderr=text.stderr,
+        output=text.output,
+        code=status_code,
+        signal=signal,
+        status=status,
+        message=message,
+        cpu_time=measurements.cpu_time_ns // 1_000_000,
+        wall_time=round(measurements.wall_time_s * 1000),
+        memory=measurements.memory_bytes,
+    )
+
+
+@attrs.define(eq=False)
+class SupervisedStage:
+    """A running stage: write its stdin, signal or kill it, read live output, wait for the result.
+
+    Obtained from :func:`open_supervised_stage`; the supervising task runs in that context's
+    nursery.
+    """
+
+    process: SandboxProcessLike
+    group: RunGroupLike
+    capture: OutputCapture
+    wall_limit_ms: int
+    cpu_limit_ms: int
+    _stdin: trio.lowlevel.FdStream | None
+    _stdout: trio.lowlevel.FdStream
+    _stderr: trio.lowlevel.FdStream
+    _live: trio.MemorySendChannel[tuple[StreamName, bytes]] | None
+    _live_receive: trio.MemoryReceiveChannel[tuple[StreamName, bytes]] | None
+    _started_at: float
+    _stdin_lock: trio.Lock = attrs.field(factory=trio.Lock)
+    _done: trio.Event = attrs.field(factory=trio.Event)
+    _readers_done: trio.Event = attrs.field(factory=trio.Event)
+    _readers_left: int = 2
+    _exit: SandboxExitLike | None = None
+    _exit_at: float | None = None
+    _killed_for: KillReason | None = None
+    _result: StageResult | None = None
+
+    async def write(self, data: bytes) -> None:
+        """Write to the program's stdin; silently dropped once stdin is closed or unread."""
+        async with self._stdin_lock:
+            if self._stdin is None:
+                await trio.lowlevel.checkpoint()
+                return
+            try:
+                await self._stdin.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._close_stdin_locked()
+
+    async def close_stdin(self) -> None:
+        """Close the program's stdin (EOF); idempotent."""
+        async with self._stdin_lock:
+            await self._close_stdin_locked()
+
+    async def _close_stdin_locked(self) -> None:
+        stdin, self._stdin = self._stdin, None
+        if stdin is not None:
+            await stdin.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def signal(self, signum: int) -> None:
+        """Deliver ``signum`` to the program's process group (through PID 1)."""
+        if not self._done.is_set() and self._exit is None:
+            self.process.signal_program(signum)
+
+    def kill(self) -> None:
+        """Kill the sandbox now; the stage ends SG SIGKILL unless a limit killed it first."""
+        self._kill_for(KillReason.REQUESTED)
+
+    async def output(self) -> AsyncIterator[tuple[StreamName, bytes]]:
+        """Kept output chunks as they arrive, ``("stdout" | "stderr", bytes)``, until the end."""
+        if self._live_receive is None:
+            raise RuntimeError("this stage was opened without live output")
+        async with self._live_receive.clone() as receive:
+            async for item in receive:
+                yield item
+
+    async def wait(self) -> StageResult:
+        """Wait for the stage to end; its result."""
+        await self._done.wait()
+        if self._result is None:
+            raise SandboxError("the stage was cancelled before it finished")
+        return self._result
+
+    @property
+    def result(self) -> StageResult | None:
+        """The result, once the stage has ended."""
+        return self._result
+
+    def _kill_for(self, reason: KillReason) -> None:
+        if self._killed_for is None and not self._done.is_set():
+            self._killed_for = reason
+            logger.debug("sandbox pid %d: killing (%s)", self.process.pid, reason.value)
+        self._kill_now()
+
+    def _kill_now(self) -> None:
+        try:
+            self.process.kill()
+        except OSError as exc:
+            logger.debug("sandbox pid %d: pidfd kill failed: %s", self.process.pid, exc)
+        try:
+            self.group.kill()
+        except OSError:
+            logger.warning("sandbox pid %d: cgroup kill failed", self.process.pid, exc_info=True)
+
+    def _on_overflow(self, stream: StreamName) -> None:
+        self._kill_for(KillReason.STDOUT_LIMIT if stream == "stdout" else KillReason.STDERR_LIMIT)
+
+    async def _on_output(self, stream: StreamName, data: bytes) -> None:
+        if self._live is not None:
+            self._live.send_nowait((stream, data))
+        await trio.lowlevel.checkpoint()
+
+    async def _read(self, stream: StreamName, pipe: trio.lowlevel.FdStream) -> None:
+        try:
+            await self.capture.pump(stream, pipe)
+        finally:
+            self._readers_left -= 1
+            if self._readers_left == 0:
+                self._readers_done.set()
+
+    async def _poll_cpu(self) -> None:
+        limit_ns = self.cpu_limit_ms * 1_000_000
+        while True:
+            await trio.sleep(CPU_POLL_INTERVAL)
+            if self.group.cpu_time_ns() > limit_ns:
+                self._kill_for(KillReason.CPU_TIME)
+                return
+
+    async def _wait_exit(self) -> None:
+        self._exit = await self.process.wait()
+        self._exit_at = trio.current_time()
+
+    async def supervise(self) -> None:
+        """Run the stage to its end; always kill, reap and remove the cgroup before returning."""
+        try:
+            with trio.move_on_after(self.wall_limit_ms / 1000) as wall:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, "stdout", self._stdout)
+                    nursery.start_soon(self._read, "stderr", self._stderr)
+                    nursery.start_soon(self._poll_cpu)
+                    await self._wait_exit()
+                    # PID 1 is gone, and with it every process of its pid namespace: give the
+                    # pipes a short drain, never a wait for every writer.
+                    with trio.move_on_after(DRAIN_TIMEOUT):
+                        await self._readers_done.wait()
+                    nursery.cancel_scope.cancel()
+            if wall.cancelled_caught and self._exit is None:
+                self._kill_for(KillReason.WALL_TIME)
+        finally:
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + CLEANUP_TIMEOUT
+                await self._finish()
+            if cleanup.cancelled_caught:
+                logger.error("sandbox pid %d: cleanup did not finish in time", self.process.pid)
+            self._done.set()
+
+    async def _finish(self) -> None:
+        """Kill, reap, measure, remove the cgroup, close every fd; set the result."""
+        try:
+            if self._exit is None:
+                self._kill_now()
+                await self._wait_exit()
+            await self._wait_group_empty()
+            wall = (self._exit_at or trio.current_time()) - self._started_at
+            measurements = Measurements(
+                cpu_time_ns=self.group.cpu_time_ns(),
+                memory_bytes=self.group.memory_peak(),
+                oom_killed=self.group.oom_killed(),
+                wall_time_s=wall,
+            )
+            self._result = verdict(
+                capture=self.capture,
+                sandbox_exit=self._exit,
+                killed_for=self._killed_for,
+                measurements=measurements,
+                cpu_limit_ms=self.cpu_limit_ms,
+            )
+        finally:
+            try:
+                self.group.remove()
+            except OSError:
+                logger.error("sandbox pid %d: cgroup not removed", self.process.pid, exc_info=True)
+            self.process.close()
+            for stream in (self._stdin, self._stdout, self._stderr):
+                if stream is not None:
+                    stream.close()
+            self._stdin = None
+            if self._live is not None:
+                self._live.close()
+
+    async def _wait_group_empty(self) -> None:
+        while self.group.populated():
+            self.group.kill()
+            await trio.sleep(EMPTY_POLL_INTERVAL)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+@asynccontextmanager
+async def open_supervised_stage(
+    *,
+    spawner: SpawnerLike,
+    group: RunGroupLike,
+    spec: SpawnSpec,
+    live: bool = False,
+) -> AsyncIterator[SupervisedStage]:
+    """Spawn ``spec`` in ``group`` and supervise it until the block ends.
+
+    The group is owned from the call on: it is removed when the stage ends, also when the spawn
+    fails. Leaving the block kills a stage still running and waits for its cleanup.
+
+    Args:
+        spawner: the fork server.
+        group: the stage's fresh cgroup; ``spec.cgroup_procs`` must name its procs files.
+        spec: what to run.
+        live: whether :meth:`SupervisedStage.output` streams chunks (interactive jobs).
+
+    Raises:
+        SandboxError: the pipes could not be made or the fork server failed to spawn.
+    """
+    limits = spec.stage.limits
+    parent_fds: list[int] = []
+    child_fds: list[int] = []
+    try:
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        child_fds.append(stdin_r)
+        parent_fds.append(stdin_w)
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        parent_fds.append(stdout_r)
+        child_fds.append(stdout_w)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        parent_fds.append(stderr_r)
+        child_fds.append(stderr_w)
+        process = await spawner.spawn(spec, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w)
+    except BaseException as exc:
+        _close_all(parent_fds)
+        with trio.CancelScope(shield=True):
+            await _discard_group(group)
+        if isinstance(exc, OSError):
+            raise SandboxError("the sandbox could not be spawned") from exc
+        raise
+    finally:
+        _close_all(child_fds)
+    live_send: trio.MemorySendChannel[tuple[StreamName, bytes]] | None = None
+    live_receive: trio.MemoryReceiveChannel[tuple[StreamName, bytes]] | None = None
+    if live:
+        # Unbounded, yet bounded in bytes: only kept chunks enter it, at most 2 caps in all.
+        live_send, live_receive = trio.open_memory_channel[tuple[StreamName, bytes]](math.inf)
+    stage = SupervisedStage(
+        process=process,
+        group=group,
+        capture=OutputCapture(limit=limits.output_max_size),
+        wall_limit_ms=limits.wall_time_ms,
+        cpu_limit_ms=limits.cpu_time_ms,
+        stdin=trio.lowlevel.FdStream(stdin_w),
+        stdout=trio.lowlevel.FdStream(stdout_r),
+        stderr=trio.lowlevel.FdStream(stderr_r),
+        live=live_send,
+        live_receive=live_receive,
+        started_at=trio.current_time(),
+    )
+    stage.capture.on_overflow = stage._on_overflow
+    if live:
+        stage.capture.on_output = stage._on_output
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stage.supervise)
+        try:
+            yield stage
+        finally:
+            if stage.result is None:
+                stage.kill()
+
+
+async def _discard_group(group: RunGroupLike) -> None:
+    """Empty and remove a group whose stage never started."""
+    try:
+        with trio.move_on_after(CLEANUP_TIMEOUT):
+            while group.populated():
+                group.kill()
+                await trio.sleep(EMPTY_POLL_INTERVAL)
+        group.remove()
+    except OSError:
+        logger.error("cgroup of a failed spawn not removed", exc_info=True)
