@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 import attrs
 
@@ -115,3 +116,101 @@ class ExecuteRequest:
     args: tuple[str, ...]
     limits: dict[str, int]
     """Limit keys the request lowered (incl. output_max_size), checked against the runtime's caps."""
+
+
+@attrs.frozen
+class PingResult:
+    """The result of ``ping``."""
+
+    version: str
+    """The daemon's version."""
+    protocol: int
+    """The RPC protocol version (PROTOCOL.md), 1."""
+
+
+@attrs.frozen
+class StatusResult:
+    """The result of ``status``: daemon health."""
+
+    version: str
+    uptime: float
+    """Seconds since the daemon started."""
+    jobs: JobCounts
+    sandbox: SandboxInfo
+    limits: dict[str, int]
+    """The configured default limits, by Piston's names."""
+
+
+@attrs.frozen
+class PackageInfo:
+    """One package as ``packages`` lists it."""
+
+    language: str
+    """The package name (``gcc``, ``node``, ...)."""
+    version: str
+    installed: bool
+    source: str
+    """``local`` (a recipe in packages/) or ``index`` (the configured package index)."""
+
+
+@attrs.frozen
+class PackageRef:
+    """The package ``packages.install`` / ``packages.uninstall`` acted on."""
+
+    language: str
+    version: str
+
+
+@attrs.frozen
+class JobStarted:
+    """The result of ``job.start``."""
+
+    job: str
+    language: str
+    version: str
+
+
+@attrs.frozen
+class JobStage:
+    """``job.stage``: a stage of an interactive job started."""
+
+    job: str
+    stage: StageName
+
+
+@attrs.frozen
+class JobOutput:
+    """``job.output``: bytes the program wrote to one of its streams."""
+
+    job: str
+    stream: str
+    """``stdout`` or ``stderr``."""
+    data: bytes
+
+
+@attrs.frozen
+class JobExit:
+    """``job.exit``: a stage ended; the fields of ``Stage`` without the captured text."""
+
+    job: str
+    stage: StageName
+    code: int | None
+    signal: str | None
+    status: StageStatus | None
+    message: str | None
+    cpu_time: int
+    wall_time: int
+    memory: int
+
+
+@attrs.frozen
+class JobDone:
+    """``job.done``: the job is over; no more events follow."""
+
+    job: str
+    error: dict[str, Any] | None = None
+    """PROTOCOL.md's error map when the job failed to run (or was killed), else None."""
+
+
+JobEvent = JobStage | JobOutput | JobExit | JobDone
+"""What an interactive job reports, in order: stage, output..., exit, per stage; then done."""
