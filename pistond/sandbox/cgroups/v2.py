@@ -195,7 +195,7 @@ class V2Backend:
             raise SandboxError(
                 f"cgroups: controller {', '.join(absent)} is not delegated to the daemon's group"
             )
-        enabled = [c for c in dict.fromkeys([*required, *wanted]) if c in available]
+        enabled = [c for c in dict.fromkeys([*wanted, *sorted(required)]) if c in available]
         _enable(parent, enabled, own_group=own_group)
         jobs = parent / jobs_group
         _kernfs.ensure_dir(jobs, group=_SETUP)
