@@ -1,0 +1,273 @@
+"""The gateway's ASGI app: ``/``, ``/api/v2/runtimes``, ``/api/v2/execute``, ``/api/v2/packages``.
+
+Every answer is JSON, errors included (``{"message": ...}``, never a stack trace). Routes answer
+with and without a trailing slash (D15). Bodies are parsed as JSON whatever their Content-Type;
+415 is only for a body that is not JSON (D14). The app runs on trio (hypercorn's trio worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import attrs
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from pistond.errors import PistondError
+from pistond.gateway import v2
+from pistond.gateway.connect import ConnectHandler
+from pistond.gateway.daemon import Daemon
+from pistond.gateway.errors import (
+    INTERNAL,
+    DaemonUnavailable,
+    HttpError,
+    from_rpc_error,
+    unavailable,
+)
+from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from pistond.gateway.openapi import PISTON_VERSION, openapi_document
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from starlette.requests import Request
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
+JSON_CONTENT_TYPE: Final = "application/json"
+_STATUS_TEXT: Final = {404: "Not Found", 405: "Method Not Allowed"}
+
+
+@attrs.frozen
+class GatewaySettings:
+    """What the gateway needs to know, from the configuration and its own variables."""
+
+    socket: Path
+    """The daemon's RPC socket."""
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    """Largest request body, in bytes; larger bodies get 413."""
+    init_timeout: float = 1.0
+    """Seconds a WebSocket client has to send an accepted ``init`` frame."""
+
+
+def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A ``{"message": text}`` answer."""
+    return JSONResponse({"message": text}, status_code=status, headers=headers)
+
+
+class _NotJson(Exception):
+    """The body is not JSON and was not declared as JSON: 415."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole request body (chunked or not), at most ``limit`` bytes.
+
+    Raises:
+        HttpError: 413 when the body is larger than ``limit``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise HttpError(413, "request body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, "request body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes, content_type: str) -> object:
+    """Parse a request body as JSON, as Piston's clients send it.
+
+    Raises:
+        HttpError: 400 ``invalid JSON body`` for a body declared as JSON that does not parse;
+            415 for an undeclared body that is not JSON.
+    """
+    declared = content_type.strip().lower().startswith(JSON_CONTENT_TYPE)
+    if not body.strip():
+        if declared:
+            return {}
+        raise HttpError(415, "requests must be of type application/json")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        if declared:
+            raise HttpError(400, "invalid JSON body") from None
+        raise HttpError(415, "requests must be of type application/json") from None
+
+
+@attrs.define(eq=False)
+class Gateway:
+    """The request handlers, bound to a daemon and the metrics."""
+
+    settings: GatewaySettings
+    daemon: Daemon
+    metrics: GatewayMetrics
+
+    async def json_body(self, request: Request) -> object:
+        """The request's JSON body (see :func:`parse_json`)."""
+        body = await read_body(request, self.settings.max_body_size)
+        return parse_json(body, request.headers.get("content-type", ""))
+
+    async def call(
+        self,
+        request: Request,
+        method: str,
+        params: dict[str, Any],
+        *,
+        package: tuple[str, str] | None = None,
+    ) -> Any:
+        """Call the daemon; cancel the call (and so the job) if the HTTP client goes away.
+
+        Raises:
+            HttpError: the daemon's error reply or unavailability, as an HTTP answer.
+        """
+        result: Any = None
+        error: HttpError | None = None
+        answered = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
+            try:
+                result = await self.daemon.call(method, params)
+            except PistondError as exc:
+                logger.info("daemon refused %s: %s %s", method, exc.code, exc.message)
+                error = from_rpc_error(exc, package=package)
+            except DaemonUnavailable:
+                error = unavailable()
+            answered = True
+            nursery.cancel_scope.cancel()
+        if not answered:
+            logger.info("client went away during %s; the call was cancelled", method)
+            error = HttpError(499, "client closed request")
+        if error is not None:
+            raise error
+        return result
+
+    async def version(self, request: Request) -> Response:
+        """``GET /``: Piston's version banner."""
+        return message(200, f"Piston v{PISTON_VERSION}")
+
+    async def runtimes(self, request: Request) -> Response:
+        """``GET /api/v2/runtimes``."""
+        raw = await self.call(request, "runtimes", {})
+        return JSONResponse(v2.runtimes(raw))
+
+    async def execute(self, request: Request) -> Response:
+        """``POST /api/v2/execute``."""
+        try:
+            params = v2.execute_params(await self.json_body(request))
+            raw = await self.call(request, "execute", params)
+        except HttpError as exc:
+            if exc.status < 500:
+                self.metrics.job_finished("rejected")
+            raise
+        answer = v2.job_result(raw)
+        self.metrics.job_finished(answer["run"]["status"] if "run" in answer else None)
+        return JSONResponse(answer)
+
+    async def packages(self, request: Request) -> Response:
+        """``GET``, ``POST`` and ``DELETE /api/v2/packages``."""
+        if request.method == "GET":
+            return JSONResponse(v2.packages(await self.call(request, "packages", {})))
+        params = v2.package_params(await self.json_body(request))
+        method = "packages.install" if request.method == "POST" else "packages.uninstall"
+        package = (params["language"], params["version"])
+        raw = await self.call(request, method, params, package=package)
+        return JSONResponse(v2.package_result(raw))
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET /api/v2/openapi.json``."""
+        return JSONResponse(openapi_document())
+
+    async def prometheus(self, request: Request) -> Response:
+        """``GET /metrics`` in Prometheus' text format."""
+        return Response(
+            generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST.split(";")[0]
+        )
+
+
+async def _cancel_on_disconnect(request: Request, scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` when the HTTP client disconnects (the body has been read already)."""
+    while True:
+        received = await request.receive()
+        if received["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+def _handled(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HttpError as exc:
+            return message(exc.status, exc.message, dict(exc.headers))
+
+    return handle
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    text = _STATUS_TEXT.get(exc.status_code, exc.detail)
+    return message(exc.status_code, text, dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return message(500, INTERNAL)
+
+
+def _both(path: str) -> list[str]:
+    return [path, path + "/"]
+
+
+def create_app(
+    settings: GatewaySettings, metrics: GatewayMetrics | None = None
+) -> MetricsMiddleware:
+    """Build the gateway's ASGI app.
+
+    Args:
+        settings: the daemon socket, body limit and WebSocket init timeout.
+        metrics: collectors to record into; a fresh registry by default.
+
+    Returns:
+        The ASGI application (Starlette behind the metrics middleware).
+    """
+    metrics = metrics or GatewayMetrics()
+    gateway = Gateway(settings, Daemon(settings.socket), metrics)
+    connect = ConnectHandler(gateway.daemon, metrics, init_timeout=settings.init_timeout)
+    routes: list[Route | WebSocketRoute] = [
+        Route("/", _handled(gateway.version), methods=["GET"]),
+        Route("/metrics", _handled(gateway.prometheus), methods=["GET"]),
+    ]
+    for path in _both("/api/v2/runtimes"):
+        routes.append(Route(path, _handled(gateway.runtimes), methods=["GET"]))
+    for path in _both("/api/v2/execute"):
+        routes.append(Route(path, _handled(gateway.execute), methods=["POST"]))
+    for path in _both("/api/v2/packages"):
+        routes.append(Route(path, _handled(gateway.packages), methods=["GET", "POST", "DELETE"]))
+    for path in _both("/api/v2/openapi.json"):
+        routes.append(Route(path, _handled(gateway.openapi), methods=["GET"]))
+    for path in _both("/api/v2/connect"):
+        routes.append(WebSocketRoute(path, connect.session))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_exception, Exception: _server_error},
+    )
+    app.router.redirect_slashes = False
+    return MetricsMiddleware(app, metrics)

@@ -1,0 +1,267 @@
+"""``/api/v2/connect``: Piston's interactive WebSocket over the daemon's ``job.*`` methods.
+
+Frames and close codes are Piston's (piston-v2.md §2): 4000 a second ``init``, 4001 no
+accepted ``init`` within the init timeout, 4002 after an ``error`` frame, 4003 ``data`` or
+``signal`` before ``init``, 4004 ``data`` for a stream other than stdin, 4005 an unknown signal,
+4999 after the last ``exit``. Fixed upstream defects: output caps apply (D4, enforced by the
+daemon, which kills the stage and reports SIGKILL), ``signal`` frames reach the program (D5),
+the additive ``{"type": "eof"}`` frame closes its stdin (D6), and ``init.stdin`` is written to
+the program instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import attrs
+import trio
+
+from pistond.errors import ErrorCode, PistondError
+from pistond.gateway import v2
+from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable, HttpError
+from pistond.rpc.client import NotificationOverflow
+from pistond.rpc.connection import ConnectionLost
+
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
+
+    from pistond.gateway.daemon import Daemon
+    from pistond.gateway.metrics import GatewayMetrics
+    from pistond.rpc.client import RpcClient, Subscription
+
+logger = logging.getLogger(__name__)
+
+CLOSE_ALREADY_INITIALIZED: Final = (4000, "Already Initialized")
+CLOSE_INIT_TIMEOUT: Final = (4001, "Initialization Timeout")
+CLOSE_NOTIFIED_ERROR: Final = (4002, "Notified Error")
+CLOSE_NOT_INITIALIZED: Final = (4003, "Not yet initialized")
+CLOSE_STDIN_ONLY: Final = (4004, "Can only write to stdin")
+CLOSE_INVALID_SIGNAL: Final = (4005, "Invalid signal")
+CLOSE_JOB_COMPLETED: Final = (4999, "Job Completed")
+MAX_WRITE: Final = 1024 * 1024
+"""Largest ``job.write`` chunk; bigger ``data`` frames are split."""
+NOTIFICATION_BUFFER: Final = 4096
+"""Notifications buffered per session; a client reading slower than that loses its session."""
+_ENDED: Final = frozenset({ErrorCode.JOB_NOT_FOUND})
+
+
+class _Closed(Exception):
+    """Raised inside a session when it has sent its close frame."""
+
+
+class _Disconnected(Exception):
+    """Raised inside a session when the client went away."""
+
+
+@attrs.define(eq=False)
+class _Session:
+    """One WebSocket client and, once initialised, its job."""
+
+    websocket: WebSocket
+    metrics: GatewayMetrics
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+    closed: bool = False
+    last_status: str | None = None
+    decoders: dict[str, codecs.IncrementalDecoder] = attrs.field(factory=dict)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one JSON frame (serialised with every other send)."""
+        async with self.lock:
+            if self.closed:
+                raise _Closed
+            await self.websocket.send_text(json.dumps(frame, ensure_ascii=False))
+
+    async def close(self, close: tuple[int, str]) -> NoReturn:
+        """Send the close frame once, then end the session."""
+        async with self.lock:
+            if not self.closed:
+                self.closed = True
+                try:
+                    await self.websocket.close(code=close[0], reason=close[1])
+                except (RuntimeError, OSError):
+                    logger.debug("websocket already gone at close %d", close[0])
+        raise _Closed
+
+    async def fail(self, message: str) -> NoReturn:
+        """Send an ``error`` frame and close with 4002."""
+        try:
+            await self.send({"type": "error", "message": message})
+        finally:
+            await self.close(CLOSE_NOTIFIED_ERROR)
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next frame as a JSON object; None for JSON that is not an object.
+
+        Raises:
+            _Disconnected: the client went away.
+            _Closed: the frame was not JSON (after an ``error`` frame and close 4002).
+        """
+        message = await self.websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise _Disconnected
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        try:
+            frame = json.loads(raw)
+        except (ValueError, RecursionError):
+            await self.fail("Invalid JSON frame")
+        return frame if isinstance(frame, dict) else None
+
+    def decode(self, stream: str, data: bytes, *, final: bool = False) -> str:
+        """Text of a chunk of ``stream``; UTF-8 split across chunks is joined, invalid replaced."""
+        decoder = self.decoders.get(stream)
+        if decoder is None:
+            decoder = self.decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
+        return decoder.decode(data, final)
+
+
+@attrs.define(eq=False)
+class ConnectHandler:
+    """The ``/api/v2/connect`` endpoint."""
+
+    daemon: Daemon
+    metrics: GatewayMetrics
+    init_timeout: float = 1.0
+
+    async def session(self, websocket: WebSocket) -> None:
+        """Serve one WebSocket client until its job completes or either side leaves."""
+        await websocket.accept()
+        session = _Session(websocket, self.metrics)
+        try:
+            params = await self._wait_init(session)
+            await self._run_job(session, params)
+        except* DaemonUnavailable:
+            with contextlib.suppress(_Closed):
+                await session.fail(DAEMON_UNAVAILABLE)
+        except* (_Closed, _Disconnected):
+            pass
+
+    async def _wait_init(self, session: _Session) -> dict[str, Any]:
+        with trio.move_on_after(self.init_timeout):
+            while True:
+                frame = await session.receive()
+                kind = None if frame is None else frame.get("type")
+                if frame is None or kind not in {"init", "data", "signal", "eof"}:
+                    continue  # Piston ignores frames of other types
+                if kind != "init":
+                    await session.close(CLOSE_NOT_INITIALIZED)
+                try:
+                    return v2.interactive_params(frame)
+                except HttpError as exc:
+                    self.metrics.job_finished("rejected")
+                    await session.fail(exc.message)
+        await session.close(CLOSE_INIT_TIMEOUT)
+
+    async def _run_job(self, session: _Session, params: dict[str, Any]) -> None:
+        async with self.daemon.open_session() as client:
+            with client.subscribe("job.", max_buffer=NOTIFICATION_BUFFER) as events:
+                try:
+                    started = await client.call("job.start", params)
+                except (OSError, trio.BrokenResourceError) as exc:
+                    raise DaemonUnavailable(str(exc)) from None
+                except PistondError as exc:
+                    self.metrics.job_finished("rejected")
+                    await session.fail(exc.message or INTERNAL)
+                job = str(started["job"])
+                events.retain(lambda event: event.params.get("job") == job)
+                await session.send(
+                    {
+                        "type": "runtime",
+                        "language": started["language"],
+                        "version": started["version"],
+                    }
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump_events, session, events)
+                    await self._read_frames(session, client, job)
+
+    async def _read_frames(self, session: _Session, client: RpcClient, job: str) -> None:
+        while True:
+            frame = await session.receive()
+            kind = None if frame is None else frame.get("type")
+            if frame is None:
+                continue
+            if kind == "init":
+                await session.close(CLOSE_ALREADY_INITIALIZED)
+            elif kind == "data":
+                await self._write(session, client, job, frame)
+            elif kind == "signal":
+                name = frame.get("signal")
+                if not isinstance(name, str) or name not in v2.SIGNAL_NAMES:
+                    await session.close(CLOSE_INVALID_SIGNAL)
+                await self._request(session, client, "job.signal", {"job": job, "signal": name})
+            elif kind == "eof":
+                await self._request(session, client, "job.close_stdin", {"job": job})
+
+    async def _write(
+        self, session: _Session, client: RpcClient, job: str, frame: dict[str, Any]
+    ) -> None:
+        if frame.get("stream") != "stdin":
+            await session.close(CLOSE_STDIN_ONLY)
+        data = frame.get("data")
+        if not isinstance(data, str):
+            await session.fail("data must be a string")
+        payload = v2.wire_text(data).encode()
+        for start in range(0, len(payload), MAX_WRITE):
+            chunk = payload[start : start + MAX_WRITE]
+            await self._request(session, client, "job.write", {"job": job, "data": chunk})
+
+    async def _request(
+        self, session: _Session, client: RpcClient, method: str, params: dict[str, Any]
+    ) -> None:
+        """Call a ``job.*`` method; a job that already ended is not an error."""
+        try:
+            await client.call(method, params)
+        except PistondError as exc:
+            if exc.code in _ENDED:
+                logger.debug("%s after the job ended", method)
+                return
+            if method == "job.signal" and exc.code is ErrorCode.INVALID_PARAMS:
+                logger.info("daemon cannot deliver %s: %s", params.get("signal"), exc.message)
+                return
+            await session.fail(exc.message or INTERNAL)
+
+    async def _pump_events(self, session: _Session, events: Subscription) -> None:
+        try:
+            async for event in events:
+                params = event.params
+                if event.method == "job.stage":
+                    await session.send({"type": "stage", "stage": params.get("stage")})
+                elif event.method == "job.output":
+                    stream = params.get("stream")
+                    data = params.get("data")
+                    if stream in ("stdout", "stderr") and isinstance(data, bytes | str):
+                        raw = data if isinstance(data, bytes) else data.encode()
+                        text = session.decode(stream, raw)
+                        if text:
+                            await session.send({"type": "data", "stream": stream, "data": text})
+                elif event.method == "job.exit":
+                    await self._flush(session)
+                    session.last_status = params.get("status")
+                    await session.send(v2.exit_frame(params))
+                elif event.method == "job.done":
+                    await self._done(session, params)
+        except (ConnectionLost, NotificationOverflow) as exc:
+            logger.warning("job event stream ended: %s", exc)
+        await session.fail(DAEMON_UNAVAILABLE)
+
+    async def _flush(self, session: _Session) -> None:
+        for stream in list(session.decoders):
+            text = session.decode(stream, b"", final=True)
+            if text:
+                await session.send({"type": "data", "stream": stream, "data": text})
+        session.decoders.clear()
+
+    async def _done(self, session: _Session, params: dict[str, Any]) -> None:
+        error = params.get("error")
+        if isinstance(error, dict):
+            self.metrics.job_finished("error")
+            text = error.get("message")
+            await session.fail(text if isinstance(text, str) and text else INTERNAL)
+        self.metrics.job_finished(session.last_status)
+        await session.close(CLOSE_JOB_COMPLETED)

@@ -1,0 +1,101 @@
+"""Prometheus metrics of the gateway: requests by route and code, latency, jobs by status."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ROUTES: Final = frozenset(
+    {
+        "/",
+        "/api/v2/runtimes",
+        "/api/v2/execute",
+        "/api/v2/packages",
+        "/api/v2/connect",
+        "/api/v2/openapi.json",
+        "/metrics",
+    }
+)
+"""Route labels; every other path is counted as ``other`` to bound the label set."""
+
+
+def route_label(path: str) -> str:
+    """The metrics label of a request path (trailing slash ignored)."""
+    if path != "/":
+        path = path.rstrip("/")
+    return path if path in ROUTES else "other"
+
+
+@attrs.define(eq=False)
+class GatewayMetrics:
+    """The gateway's collectors, in a registry of their own."""
+
+    registry: CollectorRegistry = attrs.field(factory=lambda: CollectorRegistry(auto_describe=True))
+    requests: Counter = attrs.field(init=False)
+    latency: Histogram = attrs.field(init=False)
+    jobs: Counter = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.requests = Counter(
+            "pistond_gateway_requests",
+            "HTTP requests and WebSocket sessions by route, method and status code.",
+            ["route", "method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pistond_gateway_request_duration_seconds",
+            "Time to answer an HTTP request (WebSocket: session length), by route.",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.jobs = Counter(
+            "pistond_gateway_jobs",
+            "Jobs by how their last stage ended: ok, a status (RE, SG, TO, ...) or rejected.",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def job_finished(self, status: str | None) -> None:
+        """Count a job whose last stage ended with ``status`` (None: exited 0)."""
+        self.jobs.labels(status=status or "ok").inc()
+
+
+@attrs.define(eq=False)
+class MetricsMiddleware:
+    """ASGI middleware counting every HTTP request and WebSocket session."""
+
+    app: ASGIApp
+    metrics: GatewayMetrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on and record its route, method, status code and duration."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        code = "500"
+
+        async def sending(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = str(message["status"])
+            elif message["type"] == "websocket.close":
+                code = str(message.get("code", 1000))
+            elif message["type"] == "websocket.accept" and code == "500":
+                code = "101"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = route_label(scope["path"])
+            method = scope.get("method", "GET") if scope["type"] == "http" else "WS"
+            self.metrics.requests.labels(route=route, method=method, code=code).inc()
+            self.metrics.latency.labels(route=route).observe(time.monotonic() - started)

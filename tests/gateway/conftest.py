@@ -1,0 +1,165 @@
+"""Gateway test fixtures: a real gateway (hypercorn, trio) on 127.0.0.1, port 0, in a thread.
+
+The daemon behind it is chosen in one place, :func:`_daemon_socket`: the fake daemon of
+``fake_daemon.py`` served with ``pistond.rpc.server.serve_rpc`` on a temporary Unix socket, or,
+when ``PISTOND_TEST_DAEMON_SOCKET`` names a running pistond's socket, that daemon. Tests that
+rely on the fake's scripted behaviour take the ``fake`` fixture, which skips against a real
+daemon. The stack runs in its own thread with its own trio loop, so synchronous clients
+(requests, aiohttp under asyncio, node, schemathesis) and async tests share it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import httpx
+import pytest
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from pistond.gateway.app import GatewaySettings, create_app
+from pistond.gateway.metrics import GatewayMetrics
+from pistond.rpc.server import serve_rpc
+
+from .fake_daemon import FakeDaemon
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+REAL_DAEMON_VARIABLE = "PISTOND_TEST_DAEMON_SOCKET"
+MAX_BODY_SIZE = 64 * 1024
+"""The test gateway's body limit (small, to test 413 cheaply)."""
+
+
+@attrs.define(eq=False)
+class GatewayStack:
+    """A running gateway (and fake daemon) in a background thread."""
+
+    url: str
+    """Base URL of the gateway, e.g. ``http://127.0.0.1:41234``."""
+    down_url: str
+    """A second gateway whose daemon socket does not exist (503 tests)."""
+    fake: FakeDaemon | None
+    metrics: GatewayMetrics
+    token: trio.lowlevel.TrioToken
+    scope: trio.CancelScope
+    thread: threading.Thread
+    directory: str
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket URL of ``/api/v2/connect``."""
+        return self.url.replace("http://", "ws://", 1) + "/api/v2/connect"
+
+    def stop(self) -> None:
+        """Cancel the stack's loop, wait for the thread and remove the socket directory."""
+        trio.from_thread.run_sync(self.scope.cancel, trio_token=self.token)
+        self.thread.join(timeout=10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _daemon_socket(directory: str) -> tuple[Path, FakeDaemon | None]:
+    """The one place choosing the daemon: a real one if configured, else the fake."""
+    real = os.environ.get(REAL_DAEMON_VARIABLE)
+    if real:
+        return Path(real), None
+    return Path(directory) / "fake.sock", FakeDaemon()
+
+
+def _hypercorn(settings: GatewaySettings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.include_server_header = False
+    config.websocket_max_message_size = settings.max_body_size
+    config.graceful_timeout = 1.0
+    return config
+
+
+async def _serve_stack(directory: str, ready: queue.Queue[Any]) -> None:
+    socket_path, fake = _daemon_socket(directory)
+    metrics = GatewayMetrics()
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            if fake is not None:
+                sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+                await sock.bind(str(socket_path))
+                sock.listen(64)
+                listeners = [trio.SocketListener(sock)]
+                await nursery.start(
+                    partial(serve_rpc, listeners, fake, max_message_size=64 * 1024 * 1024)
+                )
+            urls = []
+            for target in (socket_path, Path(directory) / "missing.sock"):
+                settings = GatewaySettings(socket=target, max_body_size=MAX_BODY_SIZE)
+                app: Any = create_app(settings, metrics if target == socket_path else None)
+                binds = await nursery.start(partial(serve, app, _hypercorn(settings)))
+                urls.append(binds[0])
+            ready.put((urls, fake, metrics, trio.lowlevel.current_trio_token(), scope))
+
+
+def _start_stack() -> GatewayStack:
+    directory = tempfile.mkdtemp(prefix="pistond-gw-", dir="/tmp")
+    ready: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        try:
+            trio.run(_serve_stack, directory, ready)
+        except BaseException as exc:
+            ready.put(exc)
+            raise
+
+    thread = threading.Thread(target=run, name="gateway-stack", daemon=True)
+    thread.start()
+    started = ready.get(timeout=20)
+    if isinstance(started, BaseException):
+        raise started
+    urls, fake, metrics, token, scope = started
+    return GatewayStack(urls[0], urls[1], fake, metrics, token, scope, thread, directory)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[GatewayStack]:
+    """The running gateway stack, shared by the whole session."""
+    running = _start_stack()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def gateway(stack: GatewayStack) -> GatewayStack:
+    """The stack, with the fake daemon's records and injected errors reset."""
+    if stack.fake is not None:
+        stack.fake.reset()
+    return stack
+
+
+@pytest.fixture
+def fake(gateway: GatewayStack) -> FakeDaemon:
+    """The fake daemon; skips the test when a real daemon is configured."""
+    if gateway.fake is None:
+        pytest.skip(f"relies on the fake daemon's scripted behaviour ({REAL_DAEMON_VARIABLE} set)")
+    return gateway.fake
+
+
+@asynccontextmanager
+async def open_http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the gateway (no retries, short timeouts)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def http(gateway: GatewayStack) -> AsyncIterator[httpx.AsyncClient]:
+    """An async HTTP client bound to the gateway."""
+    async with open_http(gateway.url) as client:
+        yield client
