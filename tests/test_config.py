@@ -100,7 +100,8 @@ def test_config_booleans_are_lenient(text: str, expected: bool) -> None:
         ),
         (
             {"PISTON_DISABLE_NETWORKING": "maybe"},
-            "PISTON_DISABLE_NETWORKING: must be one of true/false, 1/0, yes/no, on/off, got 'maybe'",
+            "PISTON_DISABLE_NETWORKING: must be one of true/false, 1/0, yes/no, on/off, "
+            "got 'maybe'",
         ),
         ({"PISTON_LOG_LEVEL": "LOUD"}, "PISTON_LOG_LEVEL: Log level LOUD does not exist"),
         (
