@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from pistond.config import DaemonConfig
+from pistond.config import DaemonConfig, load_config
 from pistond.errors import ConfigError
 from pistond.listeners import (
     LISTEN_VARIABLES,
@@ -57,7 +57,9 @@ def socket_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(socket_path: Path) -> DaemonConfig:
-    return DaemonConfig(socket=socket_path, socket_group="daemon")
+    """The configuration the daemon builds from PISTON_SOCKET and PISTON_SOCKET_GROUP."""
+    environ = {"PISTON_SOCKET": os.fspath(socket_path), "PISTON_SOCKET_GROUP": "daemon"}
+    return load_config(environ)
 
 
 @pytest.fixture
@@ -387,7 +389,7 @@ _ACTIVATED_PROGRAM = textwrap.dedent(
     import os, sys
     from pathlib import Path
     import trio
-    from pistond.config import DaemonConfig
+    from pistond.config import DaemonConfig, load_config
     from pistond.listeners import open_listeners
 
     async def main():
