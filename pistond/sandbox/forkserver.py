@@ -1,0 +1,237 @@
+"""The fork server: ``python -m pistond.sandbox.forkserver FD``, started by the daemon before trio.
+
+Single-threaded and small: it imports the standard library, pyseccomp (once, to compile the
+seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks,
+and the child builds the sandbox (:mod:`pistond.sandbox.recipe`).
+
+Protocol over the inherited ``SOCK_SEQPACKET`` socket ``FD`` (one JSON object per message):
+
+- request: ``{"id": int, "spec": <spec_to_wire(SpawnSpec)>}`` with five descriptors attached
+  (SCM_RIGHTS): stdin, stdout, stderr, report pipe write end, control pipe read end.
+- reply: ``{"id": int, "pid": int}`` with PID 1's pidfd attached, or ``{"id": int, "error": str}``.
+- event: ``{"exited": pid, "status": raw_wait_status}`` when a sandbox's PID 1 is reaped
+  (best effort: dropped if the daemon is not reading).
+
+It is a child subreaper, so every sandbox's PID 1 becomes its child; it reaps them. It survives
+crashing children and exits when the daemon's end of the socket closes (or on SIGTERM),
+SIGKILLing every sandbox still alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any, Final
+
+from pistond.sandbox import libc, recipe, seccomp
+from pistond.sandbox.spec import SpawnSpec, spec_from_wire
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE: Final = 4 * 1024 * 1024
+"""Largest request accepted (an exec cannot take more argv and environment anyway)."""
+SOCKET_BUFFER: Final = 2 * MAX_MESSAGE
+FD_COUNT: Final = 5
+_SO_SNDBUFFORCE: Final = 32
+_SO_RCVBUFFORCE: Final = 33
+HANDSHAKE_TIMEOUT: Final = 10.0
+"""Seconds the setup child gets to join cgroups, unshare and fork PID 1."""
+
+
+def configure_socket(sock: socket.socket) -> None:
+    """Buffers big enough for the largest request (forced: both ends run as root)."""
+    for force, plain in ((_SO_SNDBUFFORCE, socket.SO_SNDBUF), (_SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
+
+
+class SpawnFailed(Exception):
+    """Raised by the fork server's spawn when no sandbox could be started; sent as the error."""
+
+
+class ForkServer:
+    """The fork server's state: its socket, the compiled filter, the live sandboxes."""
+
+    def __init__(self, sock: socket.socket, bpf: bytes) -> None:
+        self.sock = sock
+        self.bpf = bpf
+        self.live: set[int] = set()
+        self.stopping = False
+
+    def serve(self) -> None:
+        """Answer requests until the daemon's end closes or SIGTERM arrives."""
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, _noop)
+        signal.signal(signal.SIGTERM, _noop)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        try:
+            while not self.stopping:
+                readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
+                if wake_r in readable:
+                    self._on_signals(wake_r)
+                if self.sock.fileno() in readable and not self.stopping:
+                    self._on_message()
+        finally:
+            self._kill_all()
+
+    def _on_signals(self, wake_r: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if signal.SIGTERM in os.read(wake_r, 4096):
+                self.stopping = True
+        self._reap()
+
+    def _on_message(self) -> None:
+        try:
+            data, fds, flags, _ = socket.recv_fds(self.sock, MAX_MESSAGE, FD_COUNT + 1)
+        except ConnectionResetError:
+            data, fds, flags = b"", [], 0
+        except OSError:
+            logger.exception("fork server socket failed")
+            self.stopping = True
+            return
+        if not data and not fds:
+            self.stopping = True
+            return
+        try:
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                logger.error("dropped a truncated spawn request")
+                return
+            self._answer(data, fds)
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _answer(self, data: bytes, fds: list[int]) -> None:
+        try:
+            request = json.loads(data)
+            request_id = int(request["id"])
+        except (ValueError, KeyError, TypeError):
+            logger.error("dropped a malformed spawn request")
+            return
+        try:
+            if len(fds) != FD_COUNT:
+                raise SpawnFailed(f"expected {FD_COUNT} descriptors, got {len(fds)}")
+            spec = spec_from_wire(request["spec"])
+            pid, pidfd = self._spawn(spec, fds)
+        except SpawnFailed as exc:
+            self._send({"id": request_id, "error": str(exc)})
+            return
+        except (ValueError, KeyError, TypeError):
+            logger.exception("bad spawn spec in request %d", request_id)
+            self._send({"id": request_id, "error": "malformed spawn spec"})
+            return
+        try:
+            self.live.add(pid)
+            self._send({"id": request_id, "pid": pid}, [pidfd])
+        finally:
+            os.close(pidfd)
+
+    def _spawn(self, spec: SpawnSpec, fds: list[int]) -> tuple[int, int]:
+        """Fork the setup child; PID 1's host pid and a pidfd for it."""
+        if spec.uid <= 0:
+            raise SpawnFailed("the box uid must not be 0")
+        if not spec.stage.argv:
+            raise SpawnFailed("empty argv")
+        hs_r, hs_w = os.pipe2(os.O_CLOEXEC)
+        stdin, stdout, stderr, report, control = fds
+        child_fds = recipe.ChildFds(stdin, stdout, stderr, report, control, hs_w)
+        child = os.fork()
+        if child == 0:
+            try:
+                recipe.run_child(spec, child_fds, self.bpf)
+            finally:
+                os._exit(recipe.SETUP_FAILED)
+        os.close(hs_w)
+        try:
+            data = _read_handshake(hs_r)
+        finally:
+            os.close(hs_r)
+        if data is None:
+            with contextlib.suppress(OSError):
+                os.kill(child, signal.SIGKILL)
+            raise SpawnFailed("sandbox setup timed out")
+        try:
+            pid = recipe.decode_handshake(data)
+        except recipe.SetupFailed as exc:
+            raise SpawnFailed(str(exc)) from None
+        # PID 1 is not reaped before this point: only _reap() reaps, and it has not run.
+        return pid, os.pidfd_open(pid)
+
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        payload = json.dumps(message).encode()
+        try:
+            socket.send_fds(self.sock, [payload], fds or [])
+        except OSError:
+            logger.exception("cannot reply to the daemon")
+            self.stopping = True
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.live:
+                self.live.discard(pid)
+                payload = json.dumps({"exited": pid, "status": status}).encode()
+                with contextlib.suppress(OSError):
+                    self.sock.send(payload, socket.MSG_DONTWAIT)
+
+    def _kill_all(self) -> None:
+        """SIGKILL every live sandbox (ending its namespace) and reap it."""
+        for pid in self.live:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in self.live:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.live.clear()
+
+
+def _read_handshake(fd: int) -> bytes | None:
+    """The setup child's handshake (up to EOF), or None after HANDSHAKE_TIMEOUT."""
+    chunks: list[bytes] = []
+    while True:
+        readable, _, _ = select.select([fd], [], [], HANDSHAKE_TIMEOUT)
+        if not readable:
+            return None
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _noop(_signum: int, _frame: object) -> None:
+    """Signal handler: the wakeup fd carries the signal."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: serve on the socket whose fd number is the only argument."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="pistond-forkserver: %(levelname)s %(message)s")
+    if len(args) != 1 or not args[0].isdigit():
+        logger.error("usage: python -m pistond.sandbox.forkserver FD")
+        return 2
+    sock = socket.socket(fileno=int(args[0]))
+    os.set_inheritable(sock.fileno(), False)
+    configure_socket(sock)
+    server = ForkServer(sock, seccomp.build_filter())
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""The sandbox's filesystem: a new root, read-only binds, the box, fresh /tmp, /dev and /proc.
+
+Runs in PID 1 of the sandbox, inside its new mount namespace, as root. Every source path is
+opened (``O_PATH``) before anything is mounted and bound through ``/proc/self/fd``, so later
+mounts cannot hide a source and the box directory is never followed through a symlink.
+
+The new root is assembled on a staging tmpfs mounted over ``/tmp`` (only in this private mount
+namespace), then ``pivot_root`` makes it ``/`` and the old root is detached.
+
+- ``RootView.path`` set: that directory is bound read-only, nosuid, nodev as ``/``; it must
+  already hold the mount points ``/box``, ``/tmp``, ``/dev`` and ``/proc`` (and the targets of
+  its binds), since nothing is created in a read-only root.
+- ``RootView.path`` None (host runtimes): a small tmpfs root holding a read-only bind of the
+  host's ``/usr``, the host's ``/bin``, ``/lib``, ``/lib64``, ``/sbin`` links mirrored (or bound
+  where they are real directories), and a curated ``/etc`` (generated passwd, group, hosts,
+  nsswitch.conf; read-only binds of the few host files programs need; never shadow files and
+  never the whole ``/etc``). The tmpfs root is made read-only once built.
+
+Binds are not recursive: submounts of a source never appear in the sandbox. Everything is
+nosuid; everything but ``/box``, ``/tmp`` and ``/dev/shm`` is read-only; only the five device
+nodes of ``/dev`` allow device access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Final
+
+from pistond.sandbox import libc
+
+if TYPE_CHECKING:
+    from pistond.sandbox.spec import Bind, SpawnSpec
+
+STAGING: Final = "/tmp"
+"""Host directory the new root is assembled on (covered only inside the sandbox's namespace)."""
+
+DEVICES: Final = ("null", "zero", "full", "random", "urandom")
+DEV_LINKS: Final = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+HOST_LINKS: Final = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
+"""Top-level host entries mirrored into a host-view root (symlinks on merged-/usr systems)."""
+ETC_ENTRIES: Final = (
+    "alternatives",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "os-release",
+    "ssl/certs",
+    "ssl/openssl.cnf",
+    "timezone",
+)
+"""Host ``/etc`` entries a host-view root gets (read-only), when the host has them."""
+ETC_PREFIXES: Final = ("java-", "python3")
+"""Host ``/etc`` directories bound too: runtime configuration that /usr symlinks point into."""
+ETC_NETWORK_ENTRIES: Final = ("resolv.conf",)
+"""Added only when the sandbox shares the host's network."""
+
+_RO: Final = libc.MS_RDONLY
+_BASE: Final = libc.MS_NOSUID | libc.MS_NODEV
+_RO_REMOUNT: Final = libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY
+
+
+def build_root(spec: SpawnSpec) -> None:
+    """Make the sandbox's filesystem and pivot into it (DESIGN.md step 3).
+
+    Raises:
+        OSError: a mount step failed; its message names the step by its sandbox path.
+    """
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, what="private /")
+    with _Sources() as sources:
+        root = spec.stage.root
+        box = sources.open(spec.box_path, "box", directory=True, follow=False)
+        runtime = None if root.path is None else sources.open(root.path, "root", directory=True)
+        bind_fds = [sources.open(bind.source, bind.target) for bind in root.binds]
+        devices = {name: sources.open(f"/dev/{name}", f"/dev/{name}") for name in DEVICES}
+        if runtime is None:
+            _host_view(spec, sources)
+        else:
+            _bind(runtime, STAGING, writable=False, what="/")
+        for bind, fd in zip(root.binds, bind_fds, strict=True):
+            _user_bind(bind, fd, create=runtime is None)
+        _bind(box, _inside("/box"), writable=True, what="/box")
+        _scratch_tmpfs("/tmp", spec)
+        _dev(devices, spec)
+        _proc()
+    if root.path is None:
+        libc.mount(None, STAGING, None, libc.MS_REMOUNT | _RO | _BASE, what="read-only /")
+    _pivot()
+
+
+class _Sources:
+    """O_PATH descriptors of every mount source, closed when the root is built."""
+
+    def __init__(self) -> None:
+        self._fds: list[int] = []
+
+    def __enter__(self) -> _Sources:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def open(self, path: str, what: str, *, directory: bool = False, follow: bool = True) -> str:
+        """Open ``path`` now; returns the ``/proc/self/fd`` path to bind from."""
+        flags = os.O_PATH | os.O_CLOEXEC
+        if directory:
+            flags |= os.O_DIRECTORY
+        if not follow:
+            flags |= os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            raise OSError(exc.errno, f"bind source of {what}: {exc.strerror}") from None
+        self._fds.append(fd)
+        return f"/proc/self/fd/{fd}"
+
+
+def _inside(path: str) -> str:
+    """The staging path of ``path`` inside the sandbox."""
+    return STAGING + "/" + path.lstrip("/")
+
+
+def _bind(source: str, target: str, *, writable: bool, what: str, dev: bool = False) -> None:
+    """Bind ``source`` on ``target``, then remount it nosuid (nodev unless ``dev``), maybe ro."""
+    libc.mount(source, target, None, libc.MS_BIND, what=f"bind {what}")
+    flags = libc.MS_REMOUNT | libc.MS_BIND | libc.MS_NOSUID
+    flags |= libc.MS_NOEXEC if dev else libc.MS_NODEV
+    if not writable:
+        flags |= libc.MS_RDONLY
+    libc.mount(None, target, None, flags, what=f"remount {what}")
+
+
+def _tmpfs(target: str, options: str, *, what: str, flags: int = _BASE) -> None:
+    libc.mount("tmpfs", target, "tmpfs", flags, options, what=f"tmpfs {what}")
+
+
+def _user_bind(bind: Bind, source: str, *, create: bool) -> None:
+    """One of ``RootView.binds``; its mount point is created in a tmpfs root when missing."""
+    target = _inside(bind.target)
+    if create and not os.path.lexists(target):
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.isdir(source):
+                os.mkdir(target)
+            else:
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        except OSError as exc:
+            raise OSError(exc.errno, f"mount point {bind.target}: {exc.strerror}") from None
+    _bind(source, target, writable=bind.writable, what=bind.target)
+
+
+def _host_view(spec: SpawnSpec, sources: _Sources) -> None:
+    """A tmpfs root with the host's /usr, its top-level links and a curated /etc."""
+    usr = sources.open("/usr", "/usr", directory=True)
+    etc = {name: _etc_source(name, sources) for name in _etc_names(spec)}
+    _tmpfs(STAGING, "size=1m,nr_inodes=4096,mode=0755", what="/")
+    for name in ("usr", "etc", "box", "tmp", "dev", "proc"):
+        os.mkdir(_inside(name), 0o755)
+    _bind(usr, _inside("/usr"), writable=False, what="/usr")
+    for name in HOST_LINKS:
+        host = "/" + name
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), _inside(name))
+        elif os.path.isdir(host):
+            os.mkdir(_inside(name), 0o755)
+            _bind(
+                sources.open(host, host, directory=True), _inside(name), writable=False, what=host
+            )
+    _write_etc(spec)
+    for name, source in etc.items():
+        if source is not None:
+            _place_etc(name, source)
+
+
+def _etc_names(spec: SpawnSpec) -> list[str]:
+    names = list(ETC_ENTRIES)
+    with contextlib.suppress(OSError):
+        names += sorted(
+            entry
+            for entry in os.listdir("/etc")
+            if entry.startswith(ETC_PREFIXES) and os.path.isdir(os.path.join("/etc", entry))
+        )
+    if spec.stage.network:
+        names += ETC_NETWORK_ENTRIES
+    return names
+
+
+def _etc_source(name: str, sources: _Sources) -> str | None:
+    """How to place /etc/<name>: ``link:<target>`` for a symlink, a bind source, or None."""
+    host = os.path.join("/etc", name)
+    if os.path.islink(host):
+        return "link:" + os.readlink(host)
+    if not os.path.exists(host):
+        return None
+    return sources.open(host, "/etc/" + name)
+
+
+def _place_etc(name: str, source: str) -> None:
+    target = _inside("/etc/" + name)
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if source.startswith("link:"):
+        os.symlink(source.removeprefix("link:"), target)
+        return
+    if os.path.isdir(source):
+        os.mkdir(target, 0o755)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    _bind(source, target, writable=False, what="/etc/" + name)
+
+
+def _write_etc(spec: SpawnSpec) -> None:
+    """The generated /etc files: only root, the box user and nobody exist."""
+    uid = spec.uid
+    files = {
+        "passwd": (
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"box:x:{uid}:{uid}:box:/box:/bin/sh\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        ),
+        "group": f"root:x:0:\nbox:x:{uid}:\nnogroup:x:65534:\n",
+        "hosts": (
+            "127.0.0.1\tlocalhost\n"
+            f"127.0.1.1\t{spec.hostname}\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        ),
+        "hostname": spec.hostname + "\n",
+        "nsswitch.conf": (
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+            "networks: files\nprotocols: files\nservices: files\n"
+        ),
+    }
+    for name, content in files.items():
+        with open(_inside("/etc/" + name), "w", encoding="utf-8") as file:
+            file.write(content)
+
+
+def _scratch_tmpfs(path: str, spec: SpawnSpec) -> None:
+    options = f"size={spec.tmp_size},nr_inodes={spec.tmp_inodes},mode=1777"
+    _tmpfs(_inside(path), options, what=path)
+
+
+def _dev(devices: dict[str, str], spec: SpawnSpec) -> None:
+    """A read-only /dev with the five harmless devices, the fd links and a fresh /dev/shm."""
+    dev = _inside("/dev")
+    _tmpfs(
+        dev, "size=64k,nr_inodes=64,mode=0755", what="/dev", flags=libc.MS_NOSUID | libc.MS_NOEXEC
+    )
+    for name, source in devices.items():
+        target = f"{dev}/{name}"
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        _bind(source, target, writable=True, what=f"/dev/{name}", dev=True)
+    for name, target in DEV_LINKS:
+        os.symlink(target, f"{dev}/{name}")
+    os.mkdir(f"{dev}/shm", 0o1777)
+    _scratch_tmpfs("/dev/shm", spec)
+    libc.mount(
+        None,
+        dev,
+        None,
+        libc.MS_REMOUNT | _RO | libc.MS_NOSUID | libc.MS_NOEXEC,
+        what="read-only /dev",
+    )
+
+
+def _proc() -> None:
+    """A fresh /proc of the new PID namespace, with /proc/sys and sysrq-trigger read-only.
+
+    ``hidepid=2`` hides the processes of other uids: the program sees its own processes only,
+    not PID 1 (root), whose command line is the fork server's.
+    """
+    proc = _inside("/proc")
+    flags = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
+    libc.mount("proc", proc, "proc", flags, "hidepid=2", what="mount /proc")
+    for name in ("sys", "sysrq-trigger"):
+        path = f"{proc}/{name}"
+        if os.path.exists(path):
+            libc.mount(path, path, None, libc.MS_BIND, what=f"bind /proc/{name}")
+            libc.mount(None, path, None, _RO_REMOUNT | flags, what=f"remount /proc/{name}")
+
+
+def _pivot() -> None:
+    """Make the staging root ``/`` and detach the old root entirely."""
+    os.chdir(STAGING)
+    libc.pivot_root(".", ".")
+    libc.umount2(".", libc.MNT_DETACH, what="detach old root")
+    os.chdir("/")

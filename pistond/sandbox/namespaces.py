@@ -1,0 +1,167 @@
+"""Namespaces of a sandbox: which ones it gets, their network and hostname, and its PID-1 waiter.
+
+The waiter is the sandbox's PID 1. It stays root inside the namespaces, runs no job code, and
+loops: it reaps every child (it is the namespace's init), forwards signal numbers read from the
+daemon's control pipe to the program's process group, and when the program exits writes the
+program's raw wait status to the report pipe and exits. Its exit makes the kernel SIGKILL every
+process left in the PID namespace.
+
+Report pipe format (read by :mod:`pistond.sandbox.spawn`): a byte stream of records, each one
+kind byte, a 4-byte big-endian length and that many payload bytes. Kind ``E``: a setup error,
+UTF-8 text without host paths. Kind ``S``: the program's raw wait status as a big-endian int32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+from typing import Final
+
+from pistond.sandbox import libc
+
+REPORT_ERROR: Final = b"E"
+REPORT_STATUS: Final = b"S"
+MAX_ERROR_BYTES: Final = 512
+_HEADER: Final = struct.Struct("!cI")
+_STATUS: Final = struct.Struct("!i")
+
+_SIOCGIFFLAGS: Final = 0x8913
+_SIOCSIFFLAGS: Final = 0x8914
+_IFF_UP: Final = 0x1
+_IFREQ: Final = struct.Struct("16sH22x")
+
+
+def namespace_flags(*, network: bool) -> int:
+    """The ``unshare`` flags of a sandbox; with ``network`` it keeps the host's net namespace."""
+    flags = (
+        libc.CLONE_NEWNS
+        | libc.CLONE_NEWPID
+        | libc.CLONE_NEWIPC
+        | libc.CLONE_NEWUTS
+        | libc.CLONE_NEWCGROUP
+    )
+    if not network:
+        flags |= libc.CLONE_NEWNET
+    return flags
+
+
+def enter_namespaces(*, network: bool) -> None:
+    """Unshare the sandbox's namespaces; the next child forked is PID 1 of the new PID namespace."""
+    libc.unshare(namespace_flags(network=network))
+
+
+def bring_up_loopback() -> None:
+    """Set ``lo`` up in this (new) network namespace, so programs can bind localhost."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = _IFREQ.pack(b"lo", 0)
+        flags = _IFREQ.unpack(fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
+
+
+def set_hostname(name: str) -> None:
+    """Set the hostname of this (new) UTS namespace."""
+    socket.sethostname(name)
+
+
+def encode_error(message: str) -> bytes:
+    """A setup-error record for the report pipe (text cut to MAX_ERROR_BYTES)."""
+    payload = message.encode("utf-8", "replace")[:MAX_ERROR_BYTES]
+    return _HEADER.pack(REPORT_ERROR, len(payload)) + payload
+
+
+def encode_status(status: int) -> bytes:
+    """A program-status record for the report pipe."""
+    return _HEADER.pack(REPORT_STATUS, _STATUS.size) + _STATUS.pack(status)
+
+
+def decode_report(data: bytes) -> tuple[int | None, str | None]:
+    """The (program status, setup error) in a report pipe's whole content; junk is ignored."""
+    status: int | None = None
+    errors: list[str] = []
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        kind, length = _HEADER.unpack_from(data, offset)
+        offset += _HEADER.size
+        payload = data[offset : offset + length]
+        offset += length
+        if len(payload) != length:
+            break
+        if kind == REPORT_STATUS and length == _STATUS.size:
+            status = _STATUS.unpack(payload)[0]
+        elif kind == REPORT_ERROR:
+            errors.append(payload.decode("utf-8", "replace"))
+    return status, ("; ".join(errors) if errors else None)
+
+
+def write_report(fd: int, record: bytes) -> None:
+    """Write one record to the report pipe; a gone reader is not an error."""
+    with contextlib.suppress(OSError):
+        os.write(fd, record)
+
+
+def install_child_wakeup() -> int:
+    """Make SIGCHLD wake :func:`serve_as_init`; returns the wakeup pipe's read end.
+
+    Called before the program is forked, so no exit can be missed.
+    """
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.signal(signal.SIGCHLD, _ignore_signal)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    return wake_r
+
+
+def serve_as_init(program: int, *, control_fd: int, report_fd: int, wakeup_fd: int) -> None:
+    """Be the namespace's init until ``program`` exits; then report its wait status.
+
+    Args:
+        program: pid of the program (a process-group leader: it called setsid).
+        control_fd: read end of the daemon's control pipe; each byte is a signal number for
+            the program's process group. EOF only stops the forwarding.
+        report_fd: write end of the report pipe.
+        wakeup_fd: from :func:`install_child_wakeup`.
+    """
+    watched = [control_fd, wakeup_fd]
+    while True:
+        status = _reap(program)
+        if status is not None:
+            write_report(report_fd, encode_status(status))
+            return
+        readable, _, _ = select.select(watched, [], [])
+        if wakeup_fd in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wakeup_fd, 4096)
+        if control_fd in readable:
+            data = os.read(control_fd, 256)
+            if not data:
+                watched.remove(control_fd)
+            for signum in data:
+                _forward(program, signum)
+
+
+def _reap(program: int) -> int | None:
+    """Reap every exited child; the program's raw status if it was among them."""
+    found: int | None = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == program:
+            found = status
+
+
+def _forward(program: int, signum: int) -> None:
+    if 0 < signum < signal.NSIG:
+        with contextlib.suppress(OSError):
+            os.killpg(program, signum)
+
+
+def _ignore_signal(_signum: int, _frame: object) -> None:
+    """SIGCHLD handler: the wakeup fd does the work."""
