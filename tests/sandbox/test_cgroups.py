@@ -56,6 +56,7 @@ class FakeCgroup2:
     root: Path
     writes: list[tuple[str, str]] = attrs.field(factory=list)
     refuse: set[str] = attrs.field(factory=set)
+    """Control files and controllers whose writes the emulated kernel refuses."""
     _mkdir: object = os.mkdir
     _rmdir: object = os.rmdir
 
@@ -128,7 +129,8 @@ class FakeCgroup2:
         elif path.name == "cgroup.subtree_control":
             enabled = _lines(path)
             for token in value.split():
-                if token[1:] not in _lines(directory / "cgroup.controllers"):
+                offered = _lines(directory / "cgroup.controllers")
+                if token[1:] not in offered or token[1:] in self.refuse:
                     raise SandboxError(f"cgroup {group}: cannot write {path.name} (EINVAL)")
                 if _lines(directory / "cgroup.procs") and (directory / "cgroup.type").exists():
                     raise SandboxError(f"cgroup {group}: cannot write {path.name} (EBUSY)")
@@ -191,6 +193,16 @@ def test_detect_v2_moves_daemon_into_leaf(fake_v2: FakeCgroup2) -> None:
     assert _lines(own / "daemon" / "cgroup.procs") == ["100", "101"]
     assert _lines(own / "cgroup.subtree_control") == ["memory", "pids", "cpu"]
     assert _lines(own / "jobs" / "cgroup.subtree_control") == ["memory", "pids", "cpu"]
+    assert backend.controllers == {"memory", "pids", "cpu"}
+
+
+def test_detect_v2_optional_cpu_refused(fake_v2: FakeCgroup2) -> None:
+    """A refused cpu controller is skipped; memory and pids are still enabled and used."""
+    fake_v2.refuse.add("cpu")
+    backend = _detect_v2(fake_v2)
+    assert backend.controllers == {"memory", "pids"}
+    backend.create("box-1-run-1", LIMITS)
+    assert (backend.jobs / "box-1-run-1" / "pids.max").read_text() == "8"
 
 
 def test_detect_v2_restart_from_leaf_uses_parent(fake_v2: FakeCgroup2) -> None:

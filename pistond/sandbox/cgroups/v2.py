@@ -64,24 +64,37 @@ def _move_processes(source: Path, leaf: Path) -> None:
     raise SandboxError("cgroups: the daemon's group keeps gaining processes; cannot move them")
 
 
-def _enable(group: Path, controllers: Iterable[str], *, own_group: bool) -> None:
-    """Enable ``controllers`` in ``group``'s subtree, first moving its processes to a leaf."""
-    missing = [
-        c for c in controllers if c not in _words(group / "cgroup.subtree_control", group=_SETUP)
-    ]
-    if not missing:
-        return
-    procs = _kernfs.read_pids(group / "cgroup.procs", group=_SETUP)
-    if procs and not _is_root_group(group):
-        if not own_group:
-            raise SandboxError(
-                "cgroups: the configured cgroup root has processes; controllers cannot be enabled"
-            )
-        logger.info("moving the daemon's processes into %s", group / DAEMON_LEAF)
-        _move_processes(group, group / DAEMON_LEAF)
-    _kernfs.write(
-        group / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing), group=_SETUP
-    )
+def _enable(
+    group: Path, required: Iterable[str], optional: Iterable[str], *, own_group: bool
+) -> frozenset[str]:
+    """Enable controllers in ``group``'s subtree, first moving its processes to a leaf.
+
+    ``required`` ones are enabled in one write that must succeed; each ``optional`` one is
+    tried on its own and skipped with a warning if the kernel refuses it. Returns the
+    controllers enabled afterwards.
+    """
+    control = group / "cgroup.subtree_control"
+    current = _words(control, group=_SETUP)
+    missing = [c for c in required if c not in current]
+    extra = [c for c in optional if c not in current and c not in missing]
+    if missing or extra:
+        procs = _kernfs.read_pids(group / "cgroup.procs", group=_SETUP)
+        if procs and not _is_root_group(group):
+            if not own_group:
+                raise SandboxError(
+                    "cgroups: the configured cgroup root has processes; "
+                    "controllers cannot be enabled"
+                )
+            logger.info("moving the daemon's processes into %s", group / DAEMON_LEAF)
+            _move_processes(group, group / DAEMON_LEAF)
+    if missing:
+        _kernfs.write(control, " ".join(f"+{c}" for c in missing), group=_SETUP)
+    for controller in extra:
+        try:
+            _kernfs.write(control, f"+{controller}", group=_SETUP)
+        except SandboxError as exc:
+            logger.warning("cgroup controller %s not enabled in %s: %s", controller, group, exc)
+    return frozenset(_words(control, group=_SETUP))
 
 
 @attrs.define(eq=False)
@@ -195,13 +208,16 @@ class V2Backend:
             raise SandboxError(
                 f"cgroups: controller {', '.join(absent)} is not delegated to the daemon's group"
             )
-        enabled = [c for c in dict.fromkeys([*wanted, *sorted(required)]) if c in available]
-        _enable(parent, enabled, own_group=own_group)
+        need = sorted(required)
+        optional = [c for c in wanted if c in available and c not in required]
+        offered = _enable(parent, need, optional, own_group=own_group)
         jobs = parent / jobs_group
         _kernfs.ensure_dir(jobs, group=_SETUP)
-        _enable(jobs, enabled, own_group=False)
-        logger.info("cgroup v2 job groups in %s, controllers %s", jobs, " ".join(enabled) or "none")
-        return cls(jobs=jobs, controllers=frozenset(enabled))
+        optional = [c for c in optional if c in offered]
+        enabled = _enable(jobs, need, optional, own_group=False) & {*need, *optional}
+        shown = " ".join(sorted(enabled)) or "none"
+        logger.info("cgroup v2 job groups in %s, controllers %s", jobs, shown)
+        return cls(jobs=jobs, controllers=enabled)
 
     def create(self, name: str, limits: CgroupLimits) -> V2Group:
         """Make ``jobs/<name>`` and write its limits.
