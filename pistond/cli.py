@@ -77,20 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         print("pistond: must run as root (namespaces, mounts, cgroups)", file=sys.stderr)
         return EXIT_CONFIG
 
-    # The fork server starts before trio and before the daemon's heavier imports.
+    # Sockets first (a live daemon means we must not start), then the fork server, before
+    # trio and the daemon's heavier imports.
+    from pistond.listeners import StartupError, open_listeners
+    from pistond.notify import Notifier
+
+    notifier = Notifier.from_environ()
+    try:
+        sockets = open_listeners(config, os.environ)
+    except (ConfigError, StartupError) as exc:
+        print(f"pistond: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     from pistond.sandbox.spawn import ForkServer
 
     fork_server = ForkServer.start()
     import trio
 
     from pistond.daemon import run_daemon
-    from pistond.listeners import StartupError
 
-    try:
-        graceful = trio.run(run_daemon, config, fork_server, environ=dict(os.environ))
-    except (ConfigError, StartupError) as exc:
-        print(f"pistond: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    graceful = trio.run(run_daemon, config, fork_server, sockets, notifier)
     return 0 if graceful else EXIT_FORCED
 
 

@@ -11,7 +11,7 @@ import grp
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -254,6 +254,13 @@ def _check_limit(key: str, raw: object) -> int:
     return number
 
 
+def _is_type(wanted: object) -> Callable[[object], bool]:
+    def predicate(candidate: object) -> bool:
+        return candidate == wanted
+
+    return predicate
+
+
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(int, _parse_int)
@@ -265,7 +272,7 @@ def _make_converter() -> cattrs.Converter:
         (tuple[str, ...], _parse_names),
         (Mapping[str, Mapping[str, int]], _parse_overrides),
     ):
-        converter.register_structure_hook_func(lambda t, g=generic: t == g, hook)
+        converter.register_structure_hook_func(_is_type(generic), hook)
     return converter
 
 

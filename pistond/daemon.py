@@ -17,7 +17,6 @@ from pistond import listeners as listening
 from pistond.api import Api
 from pistond.config import DaemonConfig, resolve_socket_group
 from pistond.jobs import JobManager
-from pistond.notify import Notifier
 from pistond.plugins import get_plugin_manager
 from pistond.ppman import PackageManager
 from pistond.rpc import serve_rpc
@@ -25,8 +24,7 @@ from pistond.runtimes import RuntimeRegistry
 from pistond.sandbox import open_sandbox
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
+    from pistond.notify import Notifier
     from pistond.sandbox.spawn import ForkServer
 
 logger = logging.getLogger(__name__)
@@ -37,17 +35,19 @@ DRAIN_POLL_SECONDS = 0.05
 async def run_daemon(
     config: DaemonConfig,
     fork_server: ForkServer,
+    sockets: listening.Listeners,
+    notifier: Notifier,
     *,
-    environ: Mapping[str, str],
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> bool:
-    """Serve RPC until SIGTERM or SIGINT, then drain and clean up.
+    """Serve RPC on ``sockets`` until SIGTERM or SIGINT, then drain and clean up.
+
+    The caller opens ``sockets`` and the ``notifier`` before it starts the fork server, so the
+    fork server never inherits systemd's descriptors or ``NOTIFY_SOCKET``.
 
     Returns:
         True after a graceful stop, False when a second signal cut the drain short.
     """
-    notifier = Notifier.from_environ()
-    sockets = listening.open_listeners(config, environ)
     try:
         plugin_manager = get_plugin_manager(config)
         registry = RuntimeRegistry.from_plugins(plugin_manager, config)
@@ -72,7 +72,7 @@ async def run_daemon(
                     task_status=task_status,
                 )
     finally:
-        listening.remove_own_socket(config, environ)
+        listening.remove_own_socket(sockets)
         with trio.CancelScope(shield=True):
             await fork_server.aclose()
 
