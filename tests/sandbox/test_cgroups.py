@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from pistond.sandbox.cgroups import (
     _kernfs,
     detect,
 )
-from pistond.sandbox.cgroups._layout import read_mounts
+from pistond.sandbox.cgroups._layout import Mount, read_mounts
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -476,6 +477,44 @@ def test_cgroup_limits_validated() -> None:
         CgroupLimits(memory_bytes=None, max_processes=0)
 
 
+def test_v1_readings_parsed(tmp_path: Path) -> None:
+    """v1 readings: cpuacct.usage, max_usage_in_bytes, oom_control, pids.events, cgroup.procs."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
+    group = backend.create("box-1-run-1", LIMITS)
+    assert group.cpuacct is not None
+    (group.cpuacct / "cpuacct.usage").write_text("987654321\n")
+    (group.memory / "memory.max_usage_in_bytes").write_text(f"{31 * MiB}\n")
+    (group.memory / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+    )
+    (group.pids / "pids.events").write_text("max 5\n")
+    (group.pids / "cgroup.procs").write_text("")
+    (group.memory / "cgroup.procs").write_text("4242\n")
+    assert group.cpu_time_ns() == 987_654_321
+    assert group.memory_peak() == 31 * MiB
+    assert group.oom_killed()
+    assert group.pids_limit_hit()
+    assert group.populated()
+
+
+def test_v1_oom_without_oom_kill_counter(tmp_path: Path) -> None:
+    """Old kernels without oom_kill: under_oom, or failures with the peak at the limit, count."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
+    group = backend.create("box-1-run-1", LIMITS)
+    control = group.memory / "memory.oom_control"
+    (group.memory / "memory.failcnt").write_text("0\n")
+    (group.memory / "memory.max_usage_in_bytes").write_text(f"{32 * MiB}\n")
+    control.write_text("oom_kill_disable 0\nunder_oom 0\n")
+    assert not group.oom_killed()
+    control.write_text("oom_kill_disable 0\nunder_oom 1\n")
+    assert group.oom_killed()
+    control.write_text("oom_kill_disable 0\nunder_oom 0\n")
+    (group.memory / "memory.failcnt").write_text("3\n")
+    assert group.oom_killed()
+
+
 # --- the kernel at hand ---------------------------------------------------------------------
 
 PYTHON = "/usr/bin/python3.11"
@@ -532,11 +571,9 @@ def _need_root() -> None:
         pytest.skip(f"{PYTHON} is not installed")
 
 
-def _mounted() -> list[str]:
+def _mounted() -> list[Mount]:
     return [
-        str(m.point)
-        for m in read_mounts(Path("/proc/self/mountinfo"))
-        if m.point.is_relative_to(CGROUP_ROOT)
+        m for m in read_mounts(Path("/proc/self/mountinfo")) if m.point.is_relative_to(CGROUP_ROOT)
     ]
 
 
@@ -571,6 +608,7 @@ def started() -> Iterator[Started]:
         processes.close()
 
 
+@contextmanager
 def _no_groups_left(backend: HybridBackend | V2Backend) -> Iterator[None]:
     """Teardown: every jobs directory is empty (then removed), else the test fails."""
     leftovers: list[str] = []
@@ -588,8 +626,7 @@ def _no_groups_left(backend: HybridBackend | V2Backend) -> Iterator[None]:
 
 def _real_backend(tmp_path: Path, *, unified: bool) -> HybridBackend:
     _need_root()
-    mounts = _mounted()
-    if not any(Path(m).name == "memory" for m in mounts):
+    if not any("memory" in m.controllers for m in _mounted()):
         pytest.skip("no v1 memory hierarchy on this host (not hybrid or v1)")
     mountinfo = Path("/proc/self/mountinfo")
     if not unified:
@@ -607,9 +644,10 @@ def _real_backend(tmp_path: Path, *, unified: bool) -> HybridBackend:
 def hybrid(tmp_path: Path) -> Iterator[HybridBackend]:
     backend = _real_backend(tmp_path, unified=True)
     if backend.kind != "hybrid":
-        _kernfs.remove_dir(backend.memory, group="test")
+        for directory in backend.jobs_dirs:
+            _kernfs.remove_dir(directory, group="test")
         pytest.skip("no cgroup2 hierarchy beside the v1 ones")
-    for _ in _no_groups_left(backend):
+    with _no_groups_left(backend):
         yield backend
 
 
@@ -620,18 +658,17 @@ def v1_only(tmp_path: Path) -> Iterator[HybridBackend]:
         for directory in backend.jobs_dirs:
             _kernfs.remove_dir(directory, group="test")
         pytest.skip("no v1 freezer hierarchy on this host")
-    for _ in _no_groups_left(backend):
+    with _no_groups_left(backend):
         yield backend
 
 
 @pytest.fixture
 def unified() -> Iterator[V2Backend]:
     _need_root()
-    points = [m for m in _mounted() if m in (str(CGROUP_ROOT), str(CGROUP_ROOT / "unified"))]
     cgroup2 = [
         m.point
-        for m in read_mounts(Path("/proc/self/mountinfo"))
-        if m.fstype == "cgroup2" and str(m.point) in points
+        for m in _mounted()
+        if m.fstype == "cgroup2" and m.point in (CGROUP_ROOT, CGROUP_ROOT / "unified")
     ]
     if not cgroup2:
         pytest.skip("no cgroup2 hierarchy mounted")
@@ -642,7 +679,7 @@ def unified() -> Iterator[V2Backend]:
         wanted=(),
         jobs_group=f"pistond-test-{uuid.uuid4().hex[:12]}",
     )
-    for _ in _no_groups_left(backend):
+    with _no_groups_left(backend):
         yield backend
 
 
