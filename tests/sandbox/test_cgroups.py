@@ -223,7 +223,7 @@ def test_detect_v2_cgroup_root_is_parent(fake_v2: FakeCgroup2) -> None:
 def test_detect_v2_missing_controller_raises(fake_v2: FakeCgroup2) -> None:
     """A v2 group without the memory controller delegated stops the daemon with a clear error."""
     (fake_v2.root / OWN.lstrip("/") / "cgroup.controllers").write_text("cpu pids")
-    with pytest.raises(SandboxError, match="controller memory is not delegated"):
+    with pytest.raises(SandboxError, match="controller memory is not available"):
         _detect_v2(fake_v2)
 
 

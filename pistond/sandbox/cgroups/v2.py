@@ -206,7 +206,9 @@ class V2Backend:
         absent = sorted(required - available)
         if absent:
             raise SandboxError(
-                f"cgroups: controller {', '.join(absent)} is not delegated to the daemon's group"
+                f"cgroups: controller {', '.join(absent)} is not available to the job groups' "
+                "parent; delegate it (systemd Delegate=yes) or enable it in the parent's "
+                "cgroup.subtree_control"
             )
         need = sorted(required)
         optional = [c for c in wanted if c in available and c not in required]
