@@ -354,7 +354,8 @@ async def _run_interactive(client: PistonClient, args: argparse.Namespace) -> in
 
 
 async def _forward_stdin(job: Any) -> None:
-    read: Callable[[int], bytes] = sys.stdin.buffer.read1
+    stdin = sys.stdin.buffer
+    read: Callable[[int], bytes] = getattr(stdin, "read1", stdin.read)
     while True:
         chunk = await trio.to_thread.run_sync(read, 65536, abandon_on_cancel=True)
         if not chunk:

@@ -24,6 +24,8 @@ from pistond.runtimes import RuntimeRegistry
 from pistond.sandbox import open_sandbox
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from pistond.notify import Notifier
     from pistond.sandbox.spawn import ForkServer
 
@@ -82,7 +84,7 @@ async def _serve_until_signalled(
     config: DaemonConfig,
     api: Api,
     sockets: list[trio.SocketListener],
-    signals: trio.abc.ReceiveChannel[int],
+    signals: AsyncIterator[int],
     notifier: Notifier,
     task_status: trio.TaskStatus[None],
 ) -> bool:
@@ -106,7 +108,7 @@ async def _serve_until_signalled(
         notifier.status(f"serving; {count} runtimes")
         task_status.started()
 
-        first = await signals.receive()
+        first = await anext(signals)
         logger.info("%s: no new connections; draining jobs", signal.Signals(first).name)
         accepting.cancel()
         for sock in sockets:
@@ -119,7 +121,7 @@ async def _serve_until_signalled(
 
                 async def second_signal() -> None:
                     nonlocal graceful
-                    second = await signals.receive()
+                    second = await anext(signals)
                     logger.warning("%s: stopping now", signal.Signals(second).name)
                     graceful = False
                     drain.cancel_scope.cancel()
