@@ -163,6 +163,7 @@ class Connection:
     _msgids: itertools.count[int] = attrs.field(init=False, factory=itertools.count)
     _nursery: trio.Nursery | None = attrs.field(init=False, default=None)
     _closed: bool = attrs.field(init=False, default=False)
+    _closed_event: trio.Event = attrs.field(init=False, factory=trio.Event)
     _started: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -172,6 +173,10 @@ class Connection:
     def closed(self) -> bool:
         """True once the connection has stopped reading and sending."""
         return self._closed
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has closed."""
+        await self._closed_event.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED) -> None:
         """Read and dispatch until the peer closes or breaks the protocol, then close.
@@ -188,7 +193,7 @@ class Connection:
                 peer = Peer(self.credentials, nursery, {}, self)
                 task_status.started(peer)
                 await self._read_loop(peer)
-                nursery.cancel_scope.cancel()
+                self._close()
         finally:
             self._close()
             with trio.CancelScope(shield=True):
@@ -198,6 +203,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        self._closed_event.set()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         for pending in self._pending.values():
