@@ -210,6 +210,8 @@ class FakeDaemon:
     calls: list[tuple[str, dict[str, Any]]] = attrs.field(factory=list)
     errors: dict[str, PistondError] = attrs.field(factory=dict)
     signals: list[str] = attrs.field(factory=list)
+    ended: list[str] = attrs.field(factory=list)
+    """Interactive jobs that ended (completed or cancelled with their connection)."""
     _ids: itertools.count[int] = attrs.field(factory=itertools.count)
 
     def reset(self) -> None:
@@ -217,6 +219,7 @@ class FakeDaemon:
         self.calls.clear()
         self.errors.clear()
         self.signals.clear()
+        self.ended.clear()
 
     def last(self, method: str) -> dict[str, Any]:
         """The params of the last call of ``method``."""
@@ -354,6 +357,7 @@ class FakeDaemon:
             await peer.notify("job.done", {"job": job})
         finally:
             peer.state.get("jobs", {}).pop(job, None)
+            self.ended.append(job)
 
     async def _interactive_run(
         self,
