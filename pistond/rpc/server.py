@@ -22,6 +22,8 @@ from pistond.rpc.connection import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pistond.rpc.connection import Dispatcher
 
 logger = logging.getLogger(__name__)
@@ -33,18 +35,21 @@ ACCEPT_BACKOFF: Final = 0.1
 
 
 async def serve_rpc(
-    listeners: list[trio.SocketListener],
+    listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
     dispatcher: Dispatcher,
     *,
     max_message_size: int,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     handler_nursery: trio.Nursery | None = None,
-    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[
+        Sequence[trio.abc.Listener[trio.SocketStream]]
+    ] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve msgpack-rpc on every listener until cancelled.
 
     Args:
-        listeners: listening Unix stream sockets; closed when this returns.
+        listeners: listening Unix stream sockets (``trio.SocketListener``); closed when this
+            returns.
         dispatcher: called for each request with the peer (credentials, nursery, state).
         max_message_size: largest incoming message, in bytes.
         max_in_flight: requests handled at once per connection.
@@ -73,7 +78,7 @@ async def serve_rpc(
 
 
 async def _accept_loop(
-    listener: trio.SocketListener,
+    listener: trio.abc.Listener[trio.SocketStream],
     connections: trio.Nursery,
     dispatcher: Dispatcher,
     max_message_size: int,
