@@ -63,7 +63,10 @@ _EXECUTE: Final = {
                 "properties": {
                     "name": {"type": "string"},
                     "content": {"type": "string"},
-                    "encoding": {"type": "string", "enum": ["utf8", "base64", "hex"]},
+                    "encoding": {
+                        "type": "string",
+                        "description": "utf8 (default), base64 or hex; any other value means utf8",
+                    },
                 },
             },
         },
