@@ -224,3 +224,13 @@ def run_box(fork_server: ForkServer, box: Path) -> Callable[..., Awaitable[Ran]]
         )
 
     return run
+
+
+@pytest.fixture
+def make_spec(box: Path) -> Callable[..., SpawnSpec]:
+    """``make_spec(argv, **options)``: a spawn spec over the test's box."""
+
+    def make(argv: tuple[str, ...], **options: Any) -> SpawnSpec:
+        return _make_spec(box, argv, **options)
+
+    return make
