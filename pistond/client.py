@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_SOCKET",
+    "FileInput",
     "InteractiveJob",
     "JobDone",
     "JobEvent",
@@ -72,6 +73,8 @@ __all__ = [
     "SyncClient",
     "SyncInteractiveJob",
     "default_socket_path",
+    "event_from_notification",
+    "execute_params",
     "open_client",
 ]
 

@@ -95,7 +95,10 @@ class Peer:
 
     credentials: PeerCredentials
     nursery: trio.Nursery
-    """The connection's nursery: tasks started here are cancelled when the connection closes."""
+    """The connection's nursery: tasks started here are cancelled when the connection closes.
+
+    An exception escaping such a task closes the connection (and is logged by the server).
+    """
     state: dict[str, Any]
     """Per-connection state for the API layer (e.g. its interactive jobs)."""
     _connection: Connection

@@ -170,6 +170,15 @@ async def test_connection_oversized_request_gets_error_then_close() -> None:
         assert connection.closed
 
 
+async def test_connection_oversized_notification_closes_without_reply() -> None:
+    """An oversized message without a msgid closes the connection with no reply."""
+    async with serve_raw(echo, max_message_size=1024) as (peer, connection):
+        await peer.send([2, "job.write", [{"data": b"x" * 5000}]])
+        with trio.fail_after(5), pytest.raises(EOFError):
+            await peer.receive()
+        assert connection.closed
+
+
 async def test_connection_garbage_closes() -> None:
     """Bytes that are not msgpack close the connection without a reply."""
     async with serve_raw(echo) as (peer, _):
