@@ -23,6 +23,8 @@ ROUTES: Final = frozenset(
     }
 )
 """Route labels; every other path is counted as ``other`` to bound the label set."""
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Method labels; any other method is counted as ``other``."""
 
 
 def route_label(path: str) -> str:
@@ -97,5 +99,7 @@ class MetricsMiddleware:
         finally:
             route = route_label(scope["path"])
             method = scope.get("method", "GET") if scope["type"] == "http" else "WS"
+            if method not in METHODS and method != "WS":
+                method = "other"
             self.metrics.requests.labels(route=route, method=method, code=code).inc()
             self.metrics.latency.labels(route=route).observe(time.monotonic() - started)

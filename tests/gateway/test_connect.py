@@ -55,7 +55,9 @@ async def until_close(ws: WebSocketConnection) -> tuple[list[dict[str, Any]], in
             while True:
                 frames.append(json.loads(await ws.get_message()))
         except ConnectionClosed as closed:
-            return frames, closed.reason.code, closed.reason.reason or ""
+            reason = closed.reason
+    assert reason is not None
+    return frames, reason.code, reason.reason or ""
 
 
 async def next_frame(ws: WebSocketConnection) -> dict[str, Any]:
