@@ -630,3 +630,27 @@ async def test_real_cancellation_kills_and_cleans(sandbox: Sandbox) -> None:
     assert _box_uid_processes(uid) == []
     assert not _mounted(str(sandbox.config.data_directory))
     assert _leftover_cgroups("box-0-") == []
+
+
+@real
+async def test_real_interactive_stage_streams(sandbox: Sandbox) -> None:
+    """An interactive stage gets stdin as written and streams its output live."""
+    async with sandbox.open_box(0) as box, box.open_stage(_spec(("/bin/cat",))) as stage:
+        await stage.write(b"one\n")
+        chunks = []
+        with trio.fail_after(10):
+            async for stream, data in stage.output():
+                chunks.append((stream, data))
+                if b"".join(d for _, d in chunks) == b"one\n":
+                    await stage.close_stdin()
+            result = await stage.wait()
+    assert chunks == [("stdout", b"one\n")]
+    assert (result.status, result.stdout) == (None, "one\n")
+
+
+@real
+async def test_real_missing_program_is_not_silent(sandbox: Sandbox) -> None:
+    """A program that cannot be executed ends with a non-nil status and no host path."""
+    result = await _run_real(sandbox, _spec(("/nonexistent/program",)))
+    assert result.status in (StageStatus.INTERNAL_ERROR, StageStatus.RUNTIME_ERROR)
+    assert str(sandbox.config.data_directory) not in (result.message or "") + result.output
