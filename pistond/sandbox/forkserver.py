@@ -1,5 +1,8 @@
 """The fork server: ``python -m pistond.sandbox.forkserver FD``, started by the daemon before trio.
 
+The daemon starts it through :func:`launch_command`, which skips the heavy package
+initialisers.
+
 Single-threaded and small: it imports the standard library, pyseccomp (once, to compile the
 seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks,
 and the child builds the sandbox (:mod:`pistond.sandbox.recipe`).
@@ -212,6 +215,30 @@ def _read_handshake(fd: int) -> bytes | None:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+_BOOTSTRAP: Final = """\
+import sys, types
+package = sys.argv[1]
+for name, path in (("pistond", package), ("pistond.sandbox", package + "/sandbox")):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+from pistond.sandbox.forkserver import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def launch_command(executable: str, fd: int) -> list[str]:
+    """The argv that starts a fork server serving on ``fd``.
+
+    It loads this module without running the ``pistond`` and ``pistond.sandbox`` package
+    initialisers, which pull in trio, pluggy and the daemon side: the fork server (and every
+    sandbox's PID 1, a fork of it) holds only the standard library, attrs, pyseccomp and the
+    child-side modules. ``python -m pistond.sandbox.forkserver FD`` also works, just heavier.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [executable, "-P", "-c", _BOOTSTRAP, package, str(fd)]
 
 
 def _noop(_signum: int, _frame: object) -> None:

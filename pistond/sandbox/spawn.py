@@ -27,7 +27,7 @@ import trio
 
 from pistond.errors import SandboxError
 from pistond.sandbox import libc, namespaces
-from pistond.sandbox.forkserver import FD_COUNT, MAX_MESSAGE, configure_socket
+from pistond.sandbox.forkserver import FD_COUNT, MAX_MESSAGE, configure_socket, launch_command
 from pistond.sandbox.spec import SpawnSpec, spec_to_wire
 
 logger = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ def _launch() -> tuple[subprocess.Popen[bytes], socket.socket]:
     try:
         configure_socket(ours)
         process = subprocess.Popen(
-            [sys.executable, "-m", "pistond.sandbox.forkserver", str(theirs.fileno())],
+            launch_command(sys.executable, theirs.fileno()),
             stdin=subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             cwd="/",
