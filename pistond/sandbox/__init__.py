@@ -19,6 +19,7 @@ cgroup; :mod:`pistond.sandbox.supervise` enforces its limits and always cleans u
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from contextlib import asynccontextmanager
@@ -160,6 +161,18 @@ class Sandbox:
             yield Box(sandbox=self, storage=storage)
 
 
+def jobs_group_name(config: DaemonConfig) -> str:
+    """The cgroup (per hierarchy) that holds this daemon's job groups.
+
+    Hierarchies such as v1 ``pids`` may be shared by every process of the host, so two
+    daemons (each with its own socket) must not share, or clean up, each other's groups.
+    """
+    if config.socket == attrs.fields(type(config)).socket.default:
+        return "pistond-jobs"
+    digest = hashlib.sha256(str(config.socket).encode()).hexdigest()[:12]
+    return f"pistond-jobs-{digest}"
+
+
 def _seccomp_available(fork_server: object) -> bool:
     """Whether the fork server installs its seccomp filter (it says so, or it is assumed)."""
     value = getattr(fork_server, "seccomp", True)
@@ -179,7 +192,7 @@ async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncI
         SandboxError: no way to build sandboxes was found.
     """
     await trio.lowlevel.checkpoint()
-    backend = detect(config)
+    backend = detect(config, jobs_group=jobs_group_name(config))
     stale_groups = backend.cleanup_stale()
     stale_boxes = cleanup_stale_boxes(config)
     if stale_groups or stale_boxes:
