@@ -10,6 +10,7 @@ own trio loop::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -40,6 +41,12 @@ def _answers(path: Path) -> bool:
         return True
 
 
+def _box_uid_base(directory: Path) -> int:
+    """A box uid range of its own for each test daemon, away from the default 60000."""
+    digest = hashlib.sha256(str(directory.resolve()).encode()).digest()
+    return 100_000 + int.from_bytes(digest[:4]) % 10_000 * 100
+
+
 @attrs.define(eq=False)
 class DaemonProcess:
     """A ``python -m pistond`` child with its own socket, data directory and log file."""
@@ -49,6 +56,12 @@ class DaemonProcess:
     data_directory: Path
     log: Path
     environ: dict[str, str]
+
+    @property
+    def box_uids(self) -> range:
+        """The uids this daemon's boxes run as."""
+        base = int(self.environ["PISTON_BOX_UID_BASE"])
+        return range(base, base + int(self.environ.get("PISTON_MAX_CONCURRENT_JOBS", "64")))
 
     @classmethod
     def start(
@@ -77,6 +90,7 @@ class DaemonProcess:
             "PISTON_SOCKET": str(sock),
             "PISTON_DATA_DIRECTORY": str(data),
             "PISTON_LOG_LEVEL": "DEBUG",
+            "PISTON_BOX_UID_BASE": str(_box_uid_base(directory)),
             **dict(settings or {}),
         }
         with log.open("ab") as log_file:
