@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 import trio
+from starlette.websockets import WebSocketDisconnect
 
 from pistond.errors import ErrorCode, PistondError
 from pistond.gateway import v2
@@ -49,6 +50,16 @@ NOTIFICATION_BUFFER: Final = 4096
 _ENDED: Final = frozenset({ErrorCode.JOB_NOT_FOUND})
 
 
+_SEND_ERRORS: Final = (
+    WebSocketDisconnect,
+    RuntimeError,
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+"""How a WebSocket the client already left fails a send or receive."""
+
+
 class _Closed(Exception):
     """Raised inside a session when it has sent its close frame."""
 
@@ -73,7 +84,10 @@ class _Session:
         async with self.lock:
             if self.closed:
                 raise _Closed
-            await self.websocket.send_text(json.dumps(frame, ensure_ascii=False))
+            try:
+                await self.websocket.send_text(json.dumps(frame, ensure_ascii=False))
+            except _SEND_ERRORS as exc:
+                raise _Disconnected from exc
 
     async def close(self, close: tuple[int, str]) -> NoReturn:
         """Send the close frame once, then end the session."""
@@ -82,7 +96,7 @@ class _Session:
                 self.closed = True
                 try:
                     await self.websocket.close(code=close[0], reason=close[1])
-                except (RuntimeError, OSError):
+                except _SEND_ERRORS:
                     logger.debug("websocket already gone at close %d", close[0])
         raise _Closed
 
@@ -100,7 +114,10 @@ class _Session:
             _Disconnected: the client went away.
             _Closed: the frame was not JSON (after an ``error`` frame and close 4002).
         """
-        message = await self.websocket.receive()
+        try:
+            message = await self.websocket.receive()
+        except _SEND_ERRORS as exc:
+            raise _Disconnected from exc
         if message["type"] == "websocket.disconnect":
             raise _Disconnected
         raw = message.get("text")
@@ -130,9 +147,9 @@ class ConnectHandler:
 
     async def session(self, websocket: WebSocket) -> None:
         """Serve one WebSocket client until its job completes or either side leaves."""
-        await websocket.accept()
         session = _Session(websocket, self.metrics)
         try:
+            await websocket.accept()
             params = await self._wait_init(session)
             await self._run_job(session, params)
         except* DaemonUnavailable:
