@@ -173,12 +173,6 @@ def jobs_group_name(config: DaemonConfig) -> str:
     return f"pistond-jobs-{digest}"
 
 
-def _seccomp_available(fork_server: object) -> bool:
-    """Whether the fork server installs its seccomp filter (it says so, or it is assumed)."""
-    value = getattr(fork_server, "seccomp", True)
-    return bool(value)
-
-
 @asynccontextmanager
 async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncIterator[Sandbox]:
     """Detect cgroups, clean what a previous daemon left (groups, boxes), and serve boxes.
@@ -199,7 +193,8 @@ async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncI
         logger.info("cleaned %d stale cgroups and %d stale boxes", stale_groups, stale_boxes)
     info = SandboxInfo(
         cgroup=backend.kind,
-        seccomp=_seccomp_available(fork_server),
+        # The fork server compiles its filter at start and does not run without it.
+        seccomp=True,
         network=not config.disable_networking,
     )
     yield Sandbox(config=config, fork_server=fork_server, cgroups=backend, info=info)

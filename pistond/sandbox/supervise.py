@@ -303,8 +303,9 @@ class SupervisedStage:
             self.process.signal_program(signum)
 
     def kill(self) -> None:
-        """Kill the sandbox now; the stage ends SG SIGKILL unless a limit killed it first."""
-        self._kill_for(KillReason.REQUESTED)
+        """Kill the sandbox now: SG SIGKILL, unless it already ended or hit a limit."""
+        if self._exit is None:
+            self._kill_for(KillReason.REQUESTED)
 
     async def output(self) -> AsyncIterator[tuple[StreamName, bytes]]:
         """Kept output chunks as they arrive, ``("stdout" | "stderr", bytes)``, until the end."""
