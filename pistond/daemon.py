@@ -53,7 +53,14 @@ async def run_daemon(
     try:
         plugin_manager = get_plugin_manager(config)
         registry = RuntimeRegistry.from_plugins(plugin_manager, config)
-        packages = PackageManager(config)
+        packages = PackageManager(config, plugin_manager)
+        if config.host_runtimes:
+            installed = await packages.ensure_host_runtimes()
+            if installed:
+                logger.info(
+                    "host runtimes installed: %s", ", ".join("-".join(p) for p in installed)
+                )
+                registry.reload()
         async with open_sandbox(config, fork_server) as sandbox:
             jobs = JobManager.create(config, sandbox, registry)
             api = Api(

@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from pistond.capacity import Capacity
-from pistond.errors import InvalidParams
+from pistond.errors import InvalidParams, SandboxError
 from pistond.limits import lowered, runtime_limits, stage_limits
 from pistond.models import (
     ExecuteRequest,
@@ -134,7 +134,10 @@ class JobManager:
                 logger.info(
                     "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
                 )
-                box.write_files(request.files)
+                try:
+                    box.write_files(request.files)
+                except SandboxError as exc:
+                    raise InvalidParams(f"files cannot be written: {exc}") from None
                 compile_result = None
                 if runtime.compiled:
                     compile_result = await self._stage(
@@ -191,21 +194,46 @@ class JobManager:
         stdin: trio.MemoryReceiveChannel[bytes | None] | None,
     ) -> StageResult:
         spec = self.stage_spec(job, stage)
-        if events is None:
-            data = job.request.stdin if stage is StageName.RUN else b""
-            result: StageResult = await box.run_stage(spec, stdin=data)
+        try:
+            if events is None:
+                data = job.request.stdin if stage is StageName.RUN else b""
+                result: StageResult = await box.run_stage(spec, stdin=data, stage=stage.value)
+                return result
+            return await self._live_stage(
+                box, job_id, stage, spec, events=events, initial=job.request.stdin, stdin=stdin
+            )
+        except SandboxError as exc:
+            logger.error("job %s %s stage: sandbox setup failed: %s", job_id, stage.value, exc)
+            result = sandbox_failure(job_id)
+            if events is not None:
+                await events.stage_finished(stage, result)
             return result
+
+    async def _live_stage(
+        self,
+        box: Any,
+        job_id: str,
+        stage: StageName,
+        spec: StageSpec,
+        *,
+        events: JobEvents,
+        initial: bytes,
+        stdin: trio.MemoryReceiveChannel[bytes | None] | None,
+    ) -> StageResult:
         await events.stage_started(stage)
-        async with box.open_stage(spec) as running, trio.open_nursery() as nursery:
+        async with (
+            box.open_stage(spec, stage=stage.value) as running,
+            trio.open_nursery() as nursery,
+        ):
             self._running[job_id] = running
             try:
                 if stage is StageName.RUN:
-                    nursery.start_soon(_feed_stdin, running, job.request.stdin, stdin)
+                    nursery.start_soon(_feed_stdin, running, initial, stdin)
                 else:
                     await running.close_stdin()
                 async for stream, chunk in running.output():
                     await events.output(stage, stream, chunk)
-                result = await running.wait()
+                result: StageResult = await running.wait()
             finally:
                 del self._running[job_id]
             nursery.cancel_scope.cancel()
@@ -230,6 +258,22 @@ class JobManager:
             return False
         running.kill()
         return True
+
+
+def sandbox_failure(job_id: str) -> StageResult:
+    """The XX result of a stage whose sandbox could not be built (details are in the log)."""
+    return StageResult(
+        stdout="",
+        stderr="",
+        output="",
+        code=None,
+        signal=None,
+        status=StageStatus.INTERNAL_ERROR,
+        message=f"sandbox setup failed (job {job_id})",
+        cpu_time=0,
+        wall_time=0,
+        memory=0,
+    )
 
 
 async def _feed_stdin(
