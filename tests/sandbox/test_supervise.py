@@ -394,6 +394,22 @@ async def test_supervise_interactive_stdin_output_and_signal() -> None:
     assert result.stdout == "pong"
 
 
+async def test_supervise_unread_stdin_does_not_block_the_end() -> None:
+    """stdin larger than the pipe, never read, does not outlive the wall limit."""
+    spawner = FakeSpawner()
+    with trio.fail_after(5):
+        async with open_supervised_stage(
+            spawner=spawner, group=FakeGroup(), spec=_spawn_spec(wall_time_ms=200)
+        ) as stage:
+            await stage.write(b"x" * (4 * 1024 * 1024))
+            await stage.close_stdin()
+            result = await stage.wait()
+    assert (result.status, result.message) == (
+        StageStatus.TIMEOUT,
+        "Time limit exceeded (wall clock)",
+    )
+
+
 def test_signal_name_follows_piston_table() -> None:
     """Names: 1-31 by name, 34 SIGRTMIN, then SIGRTMIN+n up to 49, SIGRTMAX-n, 64 SIGRTMAX."""
     assert [signal_name(n) for n in (1, 9, 11, 31)] == ["SIGHUP", "SIGKILL", "SIGSEGV", "SIGSYS"]
