@@ -134,6 +134,10 @@ class ForkServer:
             logger.exception("bad spawn spec in request %d", request_id)
             self._send({"id": request_id, "error": "malformed spawn spec"})
             return
+        except OSError as exc:
+            logger.error("spawn %d failed: %s", request_id, exc)
+            self._send({"id": request_id, "error": f"fork server: {exc.strerror}"})
+            return
         try:
             self.live.add(pid)
             self._send({"id": request_id, "pid": pid}, [pidfd])

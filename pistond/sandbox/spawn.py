@@ -234,6 +234,7 @@ class ForkServer:
                 except _ServerGone:
                     self._restart()
                     self._start_reader()
+                    pending = self._pending[request_id] = _Pending()
                     await self._send(payload, fds)
             await pending.done.wait()
         except BaseException:

@@ -132,6 +132,7 @@ def _make_spec(
     network: bool = False,
     limits: StageLimits | None = None,
     cgroup_procs: tuple[str, ...] = (),
+    box_path: str | None = None,
 ) -> SpawnSpec:
     """A spawn spec over ``box`` for the test uid."""
     return SpawnSpec(
@@ -143,7 +144,7 @@ def _make_spec(
             cwd=cwd,
             network=network,
         ),
-        box_path=str(box),
+        box_path=str(box) if box_path is None else box_path,
         uid=BOX_UID,
         cgroup_procs=cgroup_procs,
         hostname="pistond-test",

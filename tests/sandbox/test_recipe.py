@@ -231,6 +231,32 @@ async def test_recipe_network_is_loopback_only(run_box: Any, box: Path) -> None:
     }
 
 
+async def test_recipe_program_inherits_only_stdio(run_box: Any, box: Path) -> None:
+    """The program holds fds 0-2 only: no report, control, fork-server or other descriptor."""
+    seen = await _observe(run_box, box, "fds")
+    assert sorted(seen) == ["0", "1", "2"]
+    assert all(target.startswith("pipe:") for target in seen.values()), seen
+
+
+async def test_recipe_network_option_shares_the_host_network(run_box: Any, box: Path) -> None:
+    """With ``network`` the sandbox stays in the host's network namespace (and no other)."""
+    shared = await _observe(run_box, box, "netns", network=True)
+    private = await _observe(run_box, box, "netns")
+    host = os.readlink("/proc/self/ns/net")
+    assert shared == {"netns": host}
+    assert private["netns"] != host
+
+
+async def test_recipe_box_symlink_is_refused(run_box: Any, box: Path, tmp_path: Path) -> None:
+    """A box path that is a symlink is never followed: the spawn fails at the box bind."""
+    link = tmp_path / "box-link"
+    link.symlink_to(box)
+    ran = await run_box(("/bin/true",), box_path=str(link))
+    assert ran.exit.setup_error is not None
+    assert ran.exit.setup_error.startswith("mounts: bind source of box: ")
+    assert str(tmp_path) not in ran.exit.setup_error
+
+
 async def test_recipe_rlimits_are_lowered_as_set(run_box: Any, box: Path) -> None:
     """Each rlimit is the stage's ceiling (or the host's lower value), and hard limits hold."""
     limits = make_limits(

@@ -173,6 +173,20 @@ def network():
     }
 
 
+def fds():
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+    return found
+
+
+def netns():
+    return {"netns": os.readlink("/proc/self/ns/net")}
+
+
 def rlimits():
     names = ["CORE", "FSIZE", "NOFILE", "STACK", "MEMLOCK", "NPROC", "MSGQUEUE", "CPU"]
     limits = {name: list(resource.getrlimit(getattr(resource, "RLIMIT_" + name))) for name in names}

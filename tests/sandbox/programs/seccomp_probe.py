@@ -3,6 +3,7 @@
 Usage: seccomp_probe.py JSON, where JSON maps syscall names to their numbers (the deny-list).
 Each result is "ok" or the errno name. Arguments are harmless (zeros).
 """
+
 import ctypes
 import errno
 import json
@@ -54,7 +55,28 @@ def main():
         table["clone " + name] = clone(flag)
     table["clone plain"] = clone(0)
     table["clone3"] = status(SYS_CLONE3, 0, 0)
-    for family in (1, 2, 10, 16, 3, 4, 5, 15, 17, 21, 29, 30, 31, 38, 40, 44, 45, (1 << 32) | 1, (1 << 32) | 2, 0xFFFFFFFF):
+    for family in (
+        1,
+        2,
+        10,
+        16,
+        3,
+        4,
+        5,
+        15,
+        17,
+        21,
+        29,
+        30,
+        31,
+        38,
+        40,
+        44,
+        45,
+        (1 << 32) | 1,
+        (1 << 32) | 2,
+        0xFFFFFFFF,
+    ):
         table[f"socket {family:#x}"] = status(SYS_SOCKET, family, 2, 0)
     for protocol in (0, 132, 33, (1 << 32) | 132):
         kind = 6 if protocol == 33 else 1
@@ -66,7 +88,16 @@ def main():
             os.close(pair[0])
             os.close(pair[1])
         table[f"socketpair {family:#x}"] = "ok" if isinstance(result, int) else result
-    for persona in (0xFFFFFFFF, 0, 0x0040000, 0x0008, 0xFFFFFFFE, (1 << 32) | 0xFFFFFFFF, (1 << 32) | 0x0008, 0xFFFFFFFFFFFFFFFF):
+    for persona in (
+        0xFFFFFFFF,
+        0,
+        0x0040000,
+        0x0008,
+        0xFFFFFFFE,
+        (1 << 32) | 0xFFFFFFFF,
+        (1 << 32) | 0x0008,
+        0xFFFFFFFFFFFFFFFF,
+    ):
         table[f"personality {persona:#x}"] = status(SYS_PERSONALITY, persona)
     table["x32 getpid"] = status(X32_BIT | SYS_GETPID)
     table["getpid"] = status(SYS_GETPID)
