@@ -81,6 +81,9 @@ def checked_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
             raise PackageError(f"archive member {name!r} is a device, FIFO or other special file")
         member.name = name
         member.mode = member.mode & _MODE_MASK & ~(stat.S_ISUID | stat.S_ISGID)
+        if member.islnk():
+            # Attributes of a hard link member land on the shared inode: keep the file's.
+            member.mode = names[member.linkname].mode
         member.uid = member.gid = 0
         member.uname = member.gname = "root"
         names[name] = member
