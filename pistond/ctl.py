@@ -21,7 +21,7 @@ from pistond.client import JobDone, JobExit, JobOutput, JobStage, PistonClient, 
 from pistond.convert import converter
 from pistond.errors import PistondError
 from pistond.models import JobResult, StageResult
-from pistond.ppman.spec import apply_spec_file
+from pistond.ppman.spec import SpecError, apply_spec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -62,13 +62,15 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``piston`` argument parser."""
+    # --json is accepted before or after the subcommand; the subcommands' copy must not
+    # reset what was given before it, hence SUPPRESS there.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     parser = argparse.ArgumentParser(
         prog="piston",
         description="Client of the pistond code execution daemon.",
-        parents=[common],
     )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument(
         "--socket",
         default=os.environ.get("PISTON_SOCKET", DEFAULT_SOCKET),
@@ -403,7 +405,19 @@ async def _ppman(client: PistonClient, args: argparse.Namespace) -> int:
         if args.json:
             _emit_json(results)
         return 0
-    return await apply_spec_file(client, args.specfile, as_json=args.json)
+    try:
+        text = args.specfile.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.specfile}: {exc.strerror}") from None
+    lines: list[str] = []
+    echo: Callable[[str], None] = lines.append if args.json else print
+    try:
+        ok = await apply_spec(client, text, echo)
+    except SpecError as exc:
+        raise CliError(f"{args.specfile}: {exc}") from None
+    if args.json:
+        _emit_json({"ok": ok, "lines": lines})
+    return 0 if ok else EXIT_ERROR
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:

@@ -47,9 +47,31 @@ async def run_daemon(
     The caller opens ``sockets`` and the ``notifier`` before it starts the fork server, so the
     fork server never inherits systemd's descriptors or ``NOTIFY_SOCKET``.
 
+    A signal that arrives during start-up is kept and handled as soon as the daemon is ready.
+
     Returns:
         True after a graceful stop, False when a second signal cut the drain short.
     """
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        return await _run(
+            config=config,
+            fork_server=fork_server,
+            sockets=sockets,
+            notifier=notifier,
+            signals=signals,
+            task_status=task_status,
+        )
+
+
+async def _run(
+    *,
+    config: DaemonConfig,
+    fork_server: ForkServer,
+    sockets: listening.Listeners,
+    notifier: Notifier,
+    signals: AsyncIterator[int],
+    task_status: trio.TaskStatus[None],
+) -> bool:
     try:
         plugin_manager = get_plugin_manager(config)
         registry = RuntimeRegistry.from_plugins(plugin_manager, config)
@@ -71,15 +93,14 @@ async def run_daemon(
                 sandbox_info=sandbox.info,
                 admin_gid=resolve_socket_group(config),
             )
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                return await _serve_until_signalled(
-                    config=config,
-                    api=api,
-                    sockets=sockets,
-                    signals=signals,
-                    notifier=notifier,
-                    task_status=task_status,
-                )
+            return await _serve_until_signalled(
+                config=config,
+                api=api,
+                sockets=sockets,
+                signals=signals,
+                notifier=notifier,
+                task_status=task_status,
+            )
     finally:
         listening.remove_own_socket(sockets)
         with trio.CancelScope(shield=True):
@@ -111,8 +132,7 @@ async def _serve_until_signalled(
         connections.start_soon(accept)
         count = len(api.registry.runtimes())
         logger.info("pistond ready: %d runtimes, sandbox %s", count, api.sandbox_info.cgroup)
-        notifier.ready()
-        notifier.status(f"serving; {count} runtimes")
+        notifier.notify("READY=1", f"STATUS=serving; {count} runtimes")
         task_status.started()
 
         first = await anext(signals)
@@ -120,8 +140,7 @@ async def _serve_until_signalled(
         accepting.cancel()
         for sock in sockets:
             await sock.aclose()
-        notifier.stopping()
-        notifier.status("draining jobs")
+        notifier.notify("STOPPING=1", "STATUS=draining jobs")
         with trio.move_on_after(config.shutdown_grace / 1000):
             async with trio.open_nursery() as drain:
                 drain.start_soon(_wait_for_jobs, api, drain.cancel_scope)

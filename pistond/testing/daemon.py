@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 import attrs
+import msgpack
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,14 +32,22 @@ STOP_TIMEOUT = 30.0
 
 
 def _answers(path: Path) -> bool:
-    """Whether something accepts connections on the Unix socket ``path``."""
+    """Whether a daemon on the Unix socket ``path`` answers ``ping``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1)
         try:
             probe.connect(str(path))
+            probe.sendall(msgpack.packb([0, 1, "ping", [{}]]))
+            unpacker = msgpack.Unpacker()
+            while True:
+                data = probe.recv(4096)
+                if not data:
+                    return False
+                unpacker.feed(data)
+                for reply in unpacker:
+                    return isinstance(reply, list) and reply[:3] == [1, 1, None]
         except OSError:
             return False
-        return True
 
 
 def _box_uid_base(directory: Path) -> int:
