@@ -61,7 +61,8 @@ def report(name: str, samples: list[float]) -> tuple[float, float]:
 
 
 async def run(count: int, breakdown: bool, data: Path, server: ForkServer) -> None:
-    config = DaemonConfig(data_directory=data, max_concurrent_jobs=2)
+    # Its own socket path gives the benchmark its own jobs cgroup.
+    config = DaemonConfig(data_directory=data, socket=data / "bench.sock", max_concurrent_jobs=2)
     bare: list[float] = []
     boxed: list[float] = []
     async with open_sandbox(config, server) as sandbox, sandbox.open_box(0) as box:
@@ -91,6 +92,9 @@ async def run(count: int, breakdown: bool, data: Path, server: ForkServer) -> No
                 pass
             mounts.append(time.perf_counter() - started)
         report("box mount+unmount", mounts)
+        for directory in reversed(getattr(sandbox.cgroups, "jobs_dirs", ())):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 @attrs.frozen

@@ -474,18 +474,26 @@ def fork_server() -> object:
 def config(tmp_path: Path) -> DaemonConfig:
     from pistond.config import DaemonConfig  # noqa: PLC0415
 
-    return DaemonConfig(data_directory=tmp_path / "data", max_concurrent_jobs=4)
+    # Its own socket path gives this daemon its own jobs cgroup, apart from concurrent runs.
+    return DaemonConfig(
+        data_directory=tmp_path / "data", socket=tmp_path / "pistond.sock", max_concurrent_jobs=4
+    )
 
 
 @pytest.fixture
 async def sandbox(config: DaemonConfig, fork_server: object) -> AsyncIterator[Sandbox]:
     from pistond.sandbox import open_sandbox  # noqa: PLC0415
 
+    jobs_dirs: tuple[str, ...] = ()
     try:
         async with open_sandbox(config, fork_server) as opened:  # type: ignore[arg-type]
+            jobs_dirs = tuple(map(str, getattr(opened.cgroups, "jobs_dirs", ())))
             yield opened
     finally:
         await fork_server.aclose()  # type: ignore[attr-defined]
+        for directory in reversed(jobs_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 def _spec(argv: tuple[str, ...], **limits: int | None) -> StageSpec:
@@ -518,12 +526,11 @@ def _mounted(prefix: str) -> bool:
         return prefix in info.read()
 
 
-def _leftover_cgroups(prefix: str) -> list[str]:
+def _leftover_cgroups(sandbox: Sandbox) -> list[str]:
+    """Stage groups left in this sandbox's own jobs directories."""
     found = []
-    for top, dirs, _files in os.walk("/sys/fs/cgroup"):
-        found += [os.path.join(top, name) for name in dirs if name.startswith(prefix)]
-        if top.count("/") > 8:
-            dirs.clear()
+    for directory in getattr(sandbox.cgroups, "jobs_dirs", ()):
+        found += [entry.name for entry in os.scandir(directory) if entry.is_dir()]
     return found
 
 
@@ -645,7 +652,7 @@ async def test_real_cancellation_kills_and_cleans(sandbox: Sandbox) -> None:
     assert scope.cancelled_caught
     assert _box_uid_processes(uid) == []
     assert not _mounted(str(sandbox.config.data_directory))
-    assert _leftover_cgroups("box-0-") == []
+    assert _leftover_cgroups(sandbox) == []
 
 
 @real
