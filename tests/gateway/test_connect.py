@@ -70,7 +70,7 @@ def stdout_of(frames: list[dict[str, Any]]) -> str:
     return "".join(f["data"] for f in frames if f["type"] == "data" and f["stream"] == "stdout")
 
 
-async def test_connect_full_flow_ends_with_4999(gateway: GatewayStack) -> None:
+async def test_connect_full_flow_ends_with_4999(gateway: GatewayStack, fake: FakeDaemon) -> None:
     """init → runtime → stage → data → exit → close 4999 "Job Completed"."""
     async with connect(gateway.ws_url) as ws:
         await send(ws, init(language="py"))
@@ -84,7 +84,9 @@ async def test_connect_full_flow_ends_with_4999(gateway: GatewayStack) -> None:
     assert (code, reason) == (4999, "Job Completed")
 
 
-async def test_connect_compiled_runtime_has_two_stages(gateway: GatewayStack) -> None:
+async def test_connect_compiled_runtime_has_two_stages(
+    gateway: GatewayStack, fake: FakeDaemon
+) -> None:
     """A compiled runtime reports the compile stage and its exit before the run stage."""
     async with connect(gateway.ws_url) as ws:
         await send(ws, init(language="c", version="*"))
