@@ -1,0 +1,358 @@
+"""The attack suite's fixtures: one real pistond for the session, the common post-conditions.
+
+One daemon (a ``python -m pistond`` subprocess, root, real sandboxes and cgroups) serves every
+attack, with reference/attacks.md's small limits, its own box uid range and its own cgroup
+root, so no other daemon on the host can be mistaken for it. Host runtimes (python, bash, gcc)
+are the read-only host view the daemon installs at start.
+
+After every test the ``attack`` fixture checks attacks.md's common post-conditions: the daemon
+answers ``ping``; no process of a box uid is left on the host; no job cgroup and no box mount
+is left; the daemon and its fork server are the same processes as at start; a canary job
+``print("ok")`` returns nil with output ``ok``. :meth:`Attack.run` also pings the daemon over a
+fresh connection while the attack runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import pytest
+import trio
+
+from pistond.client import PistonClient, SyncClient, open_client
+from pistond.testing.daemon import DaemonProcess
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
+    from pistond.models import JobResult, StageResult
+
+PROGRAMS: Final = Path(__file__).parents[1] / "programs" / "attacks"
+"""The attack programs, one file per attacker (plus ``probe.py``, sent beside Python ones)."""
+SLOTS: Final = 8
+RUN_TIMEOUT: Final = 2000
+MEMORY_LIMIT: Final = 128 * 2**20
+MAX_PROCESSES: Final = 32
+OUTPUT_MAX: Final = 1024
+MAX_FILE_SIZE: Final = 1_000_000
+COMPILE_TIMEOUT: Final = 5000
+COMPILE_MEMORY: Final = 256 * 2**20
+DISK_SIZE: Final = 64 * 2**20
+DISK_INODES: Final = 16_384
+CLEAN_TIMEOUT: Final = 2.0
+"""Seconds a job's processes, cgroups and box may take to disappear after its result."""
+PING_DELAY: Final = 0.3
+"""Seconds into an attack when the daemon is pinged over a fresh connection."""
+LANGUAGES: Final = {".py": "python", ".c": "c", ".cpp": "c++", ".sh": "bash"}
+CANARY: Final = 'print("ok")\n'
+
+
+def table(text: str) -> dict[str, str]:
+    """A probe table: each ``name result`` line of ``text`` as name -> result."""
+    rows: dict[str, str] = {}
+    for line in text.splitlines():
+        name, _, result = line.partition(" ")
+        rows[name] = result
+    return rows
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time (clock ticks) of ``pid``, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _process_uids() -> dict[int, int]:
+    """Every host process's real uid, by pid."""
+    uids = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uids[int(entry.name)] = int(line.split()[1])
+    return uids
+
+
+def _cgroup_mounts() -> list[Path]:
+    """Mount points of every cgroup and cgroup2 hierarchy."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split()[0] in ("cgroup", "cgroup2"):
+            points.append(Path(left.split()[4]))
+    return points
+
+
+def _remove_tree(directory: Path) -> None:
+    """rmdir a cgroup directory and its (empty) descendants, deepest first."""
+    for root, dirs, _files in os.walk(directory, topdown=False):
+        for name in dirs:
+            with_retry(Path(root, name).rmdir)
+    with_retry(directory.rmdir)
+
+
+def with_retry(fn: Any) -> None:
+    """Call ``fn`` a few times over a second: a cgroup is busy until its last task is reaped."""
+    for attempt in range(20):
+        try:
+            fn()
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt == 19:
+                raise
+            time.sleep(0.05)
+        else:
+            return
+
+
+@attrs.define(eq=False)
+class AttackHost:
+    """The session's daemon and what the post-conditions compare against."""
+
+    daemon: DaemonProcess
+    directory: Path
+    secret: str
+    """PISTOND_TEST_SECRET in the daemon's environment (case 14)."""
+    uid_base: int
+    cgroup_roots: tuple[Path, ...]
+    """The daemon's cgroup root in every hierarchy."""
+    versions: dict[str, str]
+    """Installed version of each language."""
+    watched: dict[int, int]
+    """Start time of the daemon and of its children (the fork server), by pid."""
+
+    @property
+    def socket(self) -> Path:
+        """The daemon's RPC socket."""
+        return self.daemon.socket
+
+    @property
+    def boxes(self) -> Path:
+        """Where the daemon mounts boxes."""
+        return self.daemon.data_directory / "boxes"
+
+    @property
+    def box_uids(self) -> range:
+        """Every box slot's uid."""
+        return range(self.uid_base, self.uid_base + SLOTS)
+
+    def box_processes(self) -> list[int]:
+        """Host pids running as a box uid."""
+        return [pid for pid, uid in _process_uids().items() if uid in self.box_uids]
+
+    def job_groups(self) -> list[Path]:
+        """Job cgroups that exist now (``<root>/pistond-jobs*/<job>`` in every hierarchy)."""
+        groups = []
+        for root in self.cgroup_roots:
+            for jobs in root.glob("pistond-jobs*"):
+                groups += [entry for entry in jobs.iterdir() if entry.is_dir()]
+        return groups
+
+    def box_mounts(self) -> list[str]:
+        """Mount points under the boxes directory, in the daemon's mount namespace."""
+        prefix = str(self.boxes) + "/"
+        mountinfo = Path(f"/proc/{self.daemon.process.pid}/mountinfo").read_text()
+        return [
+            line.split()[4] for line in mountinfo.splitlines() if line.split()[4].startswith(prefix)
+        ]
+
+    def leftovers(self) -> list[str]:
+        """What a finished job left behind: processes, cgroups, box mounts or directories."""
+        found = [f"process {pid} of a box uid" for pid in self.box_processes()]
+        found += [f"cgroup {group}" for group in self.job_groups()]
+        found += [f"box mount {point}" for point in self.box_mounts()]
+        if self.boxes.is_dir():
+            found += [f"box directory {entry.name}" for entry in self.boxes.iterdir()]
+        return found
+
+    def changed_processes(self) -> list[int]:
+        """Watched pids (daemon, fork server) that died or were replaced."""
+        return [pid for pid, start in self.watched.items() if _start_time(pid) != start]
+
+
+def _settings(secret: str, uid_base: int, cgroup_root: str) -> dict[str, str]:
+    return {
+        "PISTON_RUN_TIMEOUT": str(RUN_TIMEOUT),
+        "PISTON_RUN_MEMORY_LIMIT": str(MEMORY_LIMIT),
+        "PISTON_MAX_PROCESS_COUNT": str(MAX_PROCESSES),
+        "PISTON_OUTPUT_MAX_SIZE": str(OUTPUT_MAX),
+        "PISTON_MAX_FILE_SIZE": str(MAX_FILE_SIZE),
+        "PISTON_MAX_CONCURRENT_JOBS": str(SLOTS),
+        "PISTON_COMPILE_TIMEOUT": str(COMPILE_TIMEOUT),
+        "PISTON_COMPILE_CPU_TIME": str(COMPILE_TIMEOUT),
+        "PISTON_COMPILE_MEMORY_LIMIT": str(COMPILE_MEMORY),
+        "PISTON_DISK_SIZE": str(DISK_SIZE),
+        "PISTON_DISK_INODES": str(DISK_INODES),
+        "PISTON_BOX_UID_BASE": str(uid_base),
+        "PISTON_CGROUP_ROOT": cgroup_root,
+        "PISTON_LOG_LEVEL": "INFO",
+        "PISTOND_TEST_SECRET": secret,
+    }
+
+
+@pytest.fixture(scope="session")
+def attack_host() -> Iterator[AttackHost]:
+    """One real daemon for the whole attack suite, torn down with everything it made."""
+    if os.geteuid() != 0:
+        pytest.skip("the attack suite runs real sandboxes: it needs root")
+    secret = secrets.token_hex(16)
+    uid_base = 62_000 + 16 * secrets.randbelow(150)
+    cgroup_root = f"pistond-attacks-{secrets.token_hex(4)}"
+    directory = Path(tempfile.mkdtemp(prefix="pistond-attacks-"))
+    daemon = DaemonProcess.start(directory, _settings(secret, uid_base, cgroup_root))
+    try:
+        with SyncClient(daemon.socket) as client:
+            versions = {runtime.language: runtime.version for runtime in client.runtimes()}
+        missing = {"python", "bash", "c"} - set(versions)
+        assert not missing, f"host runtimes not installed: {missing}\n{daemon.log_text()}"
+        pid = daemon.process.pid
+        watched = {p: _start_time(p) for p in (pid, *_children(pid))}
+        yield AttackHost(
+            daemon=daemon,
+            directory=directory,
+            secret=secret,
+            uid_base=uid_base,
+            cgroup_roots=tuple(point / cgroup_root for point in _cgroup_mounts()),
+            versions=versions,
+            watched={p: start for p, start in watched.items() if start is not None},
+        )
+    finally:
+        daemon.stop()
+        for point in _cgroup_mounts():
+            if (point / cgroup_root).is_dir():
+                _remove_tree(point / cgroup_root)
+        subprocess.run(["umount", "-R", "-l", str(directory)], capture_output=True, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def program_files(name: str) -> list[tuple[str, str]]:
+    """The files of attack program ``name``: itself, plus ``probe.py`` for Python ones."""
+    files = [(name, (PROGRAMS / name).read_text())]
+    if name.endswith(".py"):
+        files.append(("probe.py", (PROGRAMS / "probe.py").read_text()))
+    return files
+
+
+@attrs.define(eq=False)
+class Attack:
+    """One test's handle on the daemon: run attack programs and canaries."""
+
+    host: AttackHost
+    client: PistonClient
+    pings: list[float] = attrs.field(factory=list)
+    """When (monotonic) the daemon answered a ping while an attack ran."""
+
+    def language_of(self, name: str) -> str:
+        """The language of a program file, from its extension."""
+        return LANGUAGES[Path(name).suffix]
+
+    async def execute(self, language: str, files: Sequence[Any], **options: Any) -> JobResult:
+        """``execute`` on this test's connection, pinging the daemon while it runs."""
+        version = self.host.versions[language]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._ping_later)
+            result = await self.client.execute(language, version, list(files), **options)
+            nursery.cancel_scope.cancel()
+        return result
+
+    async def run(self, name: str, *args: str, **options: Any) -> JobResult:
+        """Run attack program ``name`` with ``args``; ``options`` as for ``execute``."""
+        return await self.execute(
+            self.language_of(name), program_files(name), args=list(args), **options
+        )
+
+    async def stage(self, name: str, *args: str, **options: Any) -> StageResult:
+        """The run stage of :meth:`run` (it must exist)."""
+        result = await self.run(name, *args, **options)
+        assert result.run is not None, result
+        return result.run
+
+    async def canary(self) -> None:
+        """attacks.md's canary: ``print("ok")`` returns nil with output ``ok``."""
+        version = self.host.versions["python"]
+        result = await self.client.execute("python", version, [CANARY])
+        assert result.run is not None
+        assert (result.run.status, result.run.stdout) == (None, "ok\n"), result.run
+
+    async def canary_during(self, fn: Any, *args: Any, delay: float = 0.4) -> Any:
+        """Run ``await fn(*args)`` and, ``delay`` seconds in, a concurrent canary; fn's result."""
+        results: list[Any] = []
+
+        async def attack() -> None:
+            results.append(await fn(*args))
+
+        async def canary() -> None:
+            await trio.sleep(delay)
+            await self.canary()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(attack)
+            nursery.start_soon(canary)
+        return results[0]
+
+    async def ping_fresh(self) -> None:
+        """Ping over a new connection (the daemon still accepts them)."""
+        with trio.fail_after(5):
+            async with open_client(self.host.socket) as other:
+                await other.ping()
+        self.pings.append(trio.current_time())
+
+    async def _ping_later(self) -> None:
+        await trio.sleep(PING_DELAY)
+        await self.ping_fresh()
+
+    async def wait_clean(self) -> None:
+        """Wait until the finished jobs left nothing behind; fail with what is left."""
+        deadline = trio.current_time() + CLEAN_TIMEOUT
+        while leftovers := self.host.leftovers():
+            if trio.current_time() > deadline:
+                pytest.fail("left behind: " + "; ".join(leftovers))
+            await trio.sleep(0.05)
+
+
+@pytest.fixture
+async def attack(attack_host: AttackHost) -> AsyncIterator[Attack]:
+    """A connection to the session's daemon; afterwards, attacks.md's common post-conditions."""
+    async with open_client(attack_host.socket) as client:
+        handle = Attack(attack_host, client)
+        yield handle
+        with trio.fail_after(10):
+            await client.ping()
+            await handle.wait_clean()
+            assert not attack_host.changed_processes(), "the daemon or its fork server changed"
+            await handle.canary()
+            await handle.wait_clean()
+
+
+__all__ = ["Attack", "AttackHost", "program_files", "table"]
