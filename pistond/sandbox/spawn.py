@@ -33,6 +33,8 @@ from pistond.sandbox.spec import SpawnSpec, spec_to_wire
 logger = logging.getLogger(__name__)
 
 _STOP_TIMEOUT: Final = 5.0
+_REPLY_TIMEOUT: Final = 30.0
+"""Seconds to wait for the fork server's reply (its own setup timeout is shorter)."""
 
 
 @attrs.frozen
@@ -170,6 +172,10 @@ class ForkServer:
         The descriptors stay the caller's (the sandbox gets copies). If the fork server has
         died, it is restarted once (logged) before the request is sent.
 
+        Cancellation: before the request is sent, nothing happens. After, the reply is awaited
+        shielded (the sandbox may already exist) and the new sandbox is killed before
+        ``Cancelled`` propagates, so a cancelled spawn never leaves a sandbox running.
+
         Raises:
             SandboxError: the fork server is gone or the sandbox could not be started
                 (the message is safe to log; it holds no host paths).
@@ -195,9 +201,16 @@ class ForkServer:
             os.close(report_r)
             os.close(control_w)
             raise SandboxError(f"sandbox setup failed: {reply.get('error', 'no pidfd')}")
-        return SandboxProcess(
+        process = SandboxProcess(
             pid=int(reply["pid"]), pidfd=pidfd, report_fd=report_r, control_fd=control_w
         )
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            process.kill()
+            process.close()
+            raise
+        return process
 
     async def aclose(self) -> None:
         """Stop the fork server (it SIGKILLs any sandbox still alive) and wait for it."""
@@ -236,12 +249,16 @@ class ForkServer:
                     self._start_reader()
                     pending = self._pending[request_id] = _Pending()
                     await self._send(payload, fds)
-            await pending.done.wait()
         except BaseException:
-            if self._pending.pop(request_id, None) is not None and pending.pidfd is not None:
-                os.close(pending.pidfd)
+            self._pending.pop(request_id, None)
             raise
+        # Sent: the sandbox may exist now, so the reply is awaited even under cancellation
+        # (spawn() kills it if the caller was cancelled meanwhile).
+        with trio.CancelScope(shield=True), trio.move_on_after(_REPLY_TIMEOUT):
+            await pending.done.wait()
         self._pending.pop(request_id, None)
+        if not pending.done.is_set():
+            raise SandboxError("fork server did not answer")
         if pending.reply is None:
             raise SandboxError("fork server died during the spawn")
         return pending.reply, pending.pidfd
@@ -298,7 +315,10 @@ class ForkServer:
         request_id = message.get("id")
         pending = self._pending.get(request_id) if isinstance(request_id, int) else None
         if pending is None:
+            # A reply nobody waits for any more (timed out): its sandbox must not run on.
             for fd in fds:
+                with contextlib.suppress(OSError):
+                    libc.pidfd_send_signal(fd, signal.SIGKILL)
                 os.close(fd)
             if "exited" not in message:
                 logger.warning("unexpected message from the fork server")

@@ -191,3 +191,37 @@ async def test_forkserver_signal_program_checks_the_number(
         process.close()
     process.kill()
     process.signal_program(signal.SIGINT)
+
+
+def _uid_processes(uid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.append(int(entry))
+            except FileNotFoundError:
+                continue
+    return found
+
+
+async def test_forkserver_cancelled_spawn_leaves_no_sandbox(
+    fork_server: ForkServer, make_spec: Any, box_uid: int
+) -> None:
+    """A spawn cancelled at any moment leaves no sandbox process and no descriptor behind."""
+    warm = await _spawn(fork_server, make_spec(("/bin/true",)))
+    await warm.wait()
+    warm.close()
+    before = _fd_count()
+    for delay in (0, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.05):
+        with trio.move_on_after(delay):
+            process = await _spawn(fork_server, make_spec(SLEEPER))
+            try:
+                process.kill()
+                await process.wait()
+            finally:
+                process.close()
+        assert _fd_count() == before
+    with trio.fail_after(3):
+        while _uid_processes(box_uid):  # noqa: ASYNC110 - the kernel has no event for this
+            await trio.sleep(0.01)
