@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal as signals
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
 
 from pistond.errors import InvalidParams, JobNotFound, PistondError
+from pistond.signals import SIGNALS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,11 +30,6 @@ STDIN_BUFFER_CHUNKS: Final = 64
 """Chunks of stdin a job buffers before ``job.write`` waits (back-pressure)."""
 MAX_WRITE: Final = 1024 * 1024
 """Largest ``job.write`` chunk."""
-SIGNALS: Final = {
-    name: int(number)
-    for name, number in signals.Signals.__members__.items()
-    if name.startswith("SIG") and not name.startswith("SIG_")
-}
 
 
 @attrs.define(eq=False)
@@ -178,7 +173,7 @@ async def signal(manager: JobManager, params: Mapping[str, Any], peer: Peer) -> 
     job = _job(peer, params, frozenset({"signal"}))
     name = params.get("signal")
     if not isinstance(name, str) or name not in SIGNALS:
-        raise InvalidParams("signal must be a signal name such as SIGINT")
+        raise InvalidParams("signal must be a name from Piston's table, such as SIGINT")
     manager.signal(job.id, SIGNALS[name])
     return {}
 

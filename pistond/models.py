@@ -115,7 +115,7 @@ class ExecuteRequest:
     stdin: bytes
     args: tuple[str, ...]
     limits: dict[str, int]
-    """Limit keys the request lowered (incl. output_max_size), checked against the runtime's caps."""
+    """Limit keys the request lowered (output_max_size too), checked against the caps."""
 
 
 @attrs.frozen

@@ -220,7 +220,7 @@ async def test_api_job_signal_and_kill() -> None:
                 if note.method == "job.stage":
                     break
             await client.call("job.signal", {"job": job, "signal": "SIGINT"})
-            with pytest.raises(InvalidParams, match="signal must be a signal name"):
+            with pytest.raises(InvalidParams, match="signal must be a name from Piston"):
                 await client.call("job.signal", {"job": job, "signal": "SIGNOPE"})
             await client.call("job.kill", {"job": job})
             async for note in subscription:

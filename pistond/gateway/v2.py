@@ -19,6 +19,7 @@ import cattrs
 
 from pistond.gateway.errors import bad_request
 from pistond.models import JobResult, RuntimeInfo, StageResult, StageStatus
+from pistond.signals import SIGNALS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,17 +41,7 @@ _KILLED_STATUSES: Final = frozenset(
 _BASE64_ALPHABET: Final = re.compile(r"[^A-Za-z0-9+/]")
 _LONE_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
-SIGNAL_NAMES: Final = frozenset(
-    [
-        "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-        "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
-        "SIGSTKFLT", "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU",
-        "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO",
-        "SIGPWR", "SIGSYS", "SIGRTMIN", "SIGRTMAX",
-        *(f"SIGRTMIN+{n}" for n in range(1, 16)),
-        *(f"SIGRTMAX-{n}" for n in range(1, 15)),
-    ]
-)  # fmt: skip
+SIGNAL_NAMES: Final = frozenset(SIGNALS)
 """Piston's signal table (piston-v2.md §4.3): names 1 to 31, then the real-time signals."""
 
 

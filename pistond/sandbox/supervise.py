@@ -25,6 +25,7 @@ import trio
 from pistond.errors import SandboxError
 from pistond.models import StageResult, StageStatus
 from pistond.sandbox.output import OutputCapture, StreamName
+from pistond.signals import signal_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -122,58 +123,6 @@ _LIMIT_VERDICTS: Final = {
     KillReason.CPU_TIME: (StageStatus.TIMEOUT, "Time limit exceeded"),
     KillReason.WALL_TIME: (StageStatus.TIMEOUT, "Time limit exceeded (wall clock)"),
 }
-
-_SIGNAL_NAMES: Final = (
-    "SIGHUP",
-    "SIGINT",
-    "SIGQUIT",
-    "SIGILL",
-    "SIGTRAP",
-    "SIGABRT",
-    "SIGBUS",
-    "SIGFPE",
-    "SIGKILL",
-    "SIGUSR1",
-    "SIGSEGV",
-    "SIGUSR2",
-    "SIGPIPE",
-    "SIGALRM",
-    "SIGTERM",
-    "SIGSTKFLT",
-    "SIGCHLD",
-    "SIGCONT",
-    "SIGSTOP",
-    "SIGTSTP",
-    "SIGTTIN",
-    "SIGTTOU",
-    "SIGURG",
-    "SIGXCPU",
-    "SIGXFSZ",
-    "SIGVTALRM",
-    "SIGPROF",
-    "SIGWINCH",
-    "SIGIO",
-    "SIGPWR",
-    "SIGSYS",
-)
-_SIGRTMIN: Final = 34
-_SIGRTMAX: Final = 64
-
-
-def signal_name(signum: int) -> str | None:
-    """Piston's name of a signal: ``SIGHUP`` … ``SIGSYS``, ``SIGRTMIN+n``, ``SIGRTMAX-n``."""
-    if 1 <= signum <= len(_SIGNAL_NAMES):
-        return _SIGNAL_NAMES[signum - 1]
-    if signum == _SIGRTMIN:
-        return "SIGRTMIN"
-    if signum == _SIGRTMAX:
-        return "SIGRTMAX"
-    middle = (_SIGRTMIN + _SIGRTMAX) // 2
-    if _SIGRTMIN < signum <= middle:
-        return f"SIGRTMIN+{signum - _SIGRTMIN}"
-    if middle < signum < _SIGRTMAX:
-        return f"SIGRTMAX-{_SIGRTMAX - signum}"
-    return None
 
 
 @attrs.frozen
