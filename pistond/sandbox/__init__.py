@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -197,4 +198,16 @@ async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncI
         seccomp=True,
         network=not config.disable_networking,
     )
-    yield Sandbox(config=config, fork_server=fork_server, cgroups=backend, info=info)
+    try:
+        yield Sandbox(config=config, fork_server=fork_server, cgroups=backend, info=info)
+    finally:
+        _remove_jobs_dirs(backend)
+
+
+def _remove_jobs_dirs(backend: CgroupBackend) -> None:
+    """Remove this daemon's (empty) job cgroups at exit; a busy one waits for the next start."""
+    for directory in reversed(backend.jobs_dirs):
+        try:
+            os.rmdir(directory)
+        except OSError as exc:
+            logger.debug("job cgroup %s kept: %s", directory.name, exc.strerror)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _memory_bytes(
@@ -83,4 +86,9 @@ class CgroupBackend(Protocol):
 
     def cleanup_stale(self) -> int:
         """Kill and remove the job groups a previous daemon left behind; returns how many."""
+        ...
+
+    @property
+    def jobs_dirs(self) -> tuple[Path, ...]:
+        """The directories (one per hierarchy) that hold this daemon's job groups."""
         ...
