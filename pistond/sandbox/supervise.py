@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from enum import Enum
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -41,6 +41,8 @@ DRAIN_TIMEOUT: Final = 0.1
 CLEANUP_TIMEOUT: Final = 5.0
 """Seconds the shielded kill, reap and cgroup removal may take before it is logged as stuck."""
 EMPTY_POLL_INTERVAL: Final = 0.001
+GROUP_REMOVE_TIMEOUT: Final = 2.0
+"""Seconds a busy stage cgroup gets to become removable."""
 
 
 class SandboxExitLike(Protocol):
@@ -289,7 +291,7 @@ class SupervisedStage:
             logger.debug("sandbox pid %d: pidfd kill failed: %s", self.process.pid, exc)
         try:
             self.group.kill()
-        except OSError:
+        except (OSError, SandboxError):
             logger.warning("sandbox pid %d: cgroup kill failed", self.process.pid, exc_info=True)
 
     def _on_overflow(self, stream: StreamName) -> None:
@@ -366,10 +368,7 @@ class SupervisedStage:
                 cpu_limit_ms=self.cpu_limit_ms,
             )
         finally:
-            try:
-                self.group.remove()
-            except OSError:
-                logger.error("sandbox pid %d: cgroup not removed", self.process.pid, exc_info=True)
+            await _remove_group(self.group)
             self.process.close()
             for stream in (self._stdin, self._stdout, self._stderr):
                 if stream is not None:
@@ -466,11 +465,30 @@ async def open_supervised_stage(
 
 async def _discard_group(group: RunGroupLike) -> None:
     """Empty and remove a group whose stage never started."""
-    try:
-        with trio.move_on_after(CLEANUP_TIMEOUT):
-            while group.populated():
+    with trio.move_on_after(CLEANUP_TIMEOUT):
+        while group.populated():
+            group.kill()
+            await trio.sleep(EMPTY_POLL_INTERVAL)
+    await _remove_group(group)
+
+
+async def _remove_group(group: RunGroupLike) -> None:
+    """Remove a stage's cgroup, retrying while the kernel still reports it busy.
+
+    A group whose last tasks are still being torn down refuses rmdir (EBUSY) for a moment,
+    more so on a loaded host. Failing for good only logs: the result is already known, and the
+    next daemon start removes what is left.
+    """
+    error: Exception | None = None
+    with trio.move_on_after(GROUP_REMOVE_TIMEOUT):
+        while True:
+            try:
+                group.remove()
+            except (OSError, SandboxError) as exc:
+                error = exc
+            else:
+                return
+            with suppress(OSError, SandboxError):
                 group.kill()
-                await trio.sleep(EMPTY_POLL_INTERVAL)
-        group.remove()
-    except OSError:
-        logger.error("cgroup of a failed spawn not removed", exc_info=True)
+            await trio.sleep(EMPTY_POLL_INTERVAL)
+    logger.error("cgroup %s not removed: %s", getattr(group, "name", "?"), error)
