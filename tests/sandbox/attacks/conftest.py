@@ -55,6 +55,17 @@ LANGUAGES: Final = {".py": "python", ".c": "c", ".cpp": "c++", ".sh": "bash"}
 CANARY: Final = 'print("ok")\n'
 
 
+RUN_SCRIPT_HIDES_SIGNALS: Final = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "finding: packages/{gcc,python,bash}/host/run start the program as a child of bash "
+        "without exec, so a program killed by a signal comes back as bash's exit status 128+N "
+        "(RE) instead of SG with the signal; fix: `exec` the program in every run script"
+    ),
+)
+"""Marks the cases whose PASS needs the program's own signal death in the result."""
+
+
 def table(text: str) -> dict[str, str]:
     """A probe table: each ``name result`` line of ``text`` as name -> result."""
     rows: dict[str, str] = {}
@@ -149,6 +160,8 @@ class AttackHost:
     """The daemon's cgroup root in every hierarchy."""
     versions: dict[str, str]
     """Installed version of each language."""
+    limits: dict[str, int]
+    """The daemon's configured limits, as ``status`` reports them."""
     watched: dict[int, int]
     """Start time of the daemon and of its children (the fork server), by pid."""
 
@@ -196,6 +209,15 @@ class AttackHost:
             found += [f"box directory {entry.name}" for entry in self.boxes.iterdir()]
         return found
 
+    def jobs_memory(self) -> int:
+        """Bytes charged to the daemon's memory cgroup root: every job's memory, pipe buffers
+        and tmpfs pages, and what is left of them once the jobs are gone."""
+        for root in self.cgroup_roots:
+            for name in ("memory.usage_in_bytes", "memory.current"):
+                if (root / name).exists():
+                    return int((root / name).read_text())
+        raise AssertionError("no memory controller")
+
     def changed_processes(self) -> list[int]:
         """Watched pids (daemon, fork server) that died or were replaced."""
         return [pid for pid, start in self.watched.items() if _start_time(pid) != start]
@@ -234,6 +256,7 @@ def attack_host() -> Iterator[AttackHost]:
     try:
         with SyncClient(daemon.socket) as client:
             versions = {runtime.language: runtime.version for runtime in client.runtimes()}
+            limits = dict(client.status().limits)
         missing = {"python", "bash", "c"} - set(versions)
         assert not missing, f"host runtimes not installed: {missing}\n{daemon.log_text()}"
         pid = daemon.process.pid
@@ -245,6 +268,7 @@ def attack_host() -> Iterator[AttackHost]:
             uid_base=uid_base,
             cgroup_roots=tuple(point / cgroup_root for point in _cgroup_mounts()),
             versions=versions,
+            limits=limits,
             watched={p: start for p, start in watched.items() if start is not None},
         )
     finally:

@@ -1,5 +1,5 @@
 """Case 27: open descriptors until EMFILE (/dev/null, pipes, socketpairs), then in every
-process the pids limit allows. Prints ``<kind> <errno> <descriptors open>``."""
+process the pids limit allows. Prints ``<kind> <errno> <descriptors open at the error>``."""
 
 import os
 import socket
@@ -10,28 +10,21 @@ from probe import errname, say
 
 def exhaust() -> list[str]:
     results = []
-    held: list[object] = []
+    baseline = len(os.listdir("/proc/self/fd")) - 1  # without the listing's own descriptor
     for kind in ("devnull", "pipe", "socketpair"):
+        held: list[int] = []
         try:
             while True:
                 if kind == "devnull":
                     held.append(os.open("/dev/null", os.O_RDONLY))
                 elif kind == "pipe":
-                    held.append(os.pipe())
+                    held.extend(os.pipe())
                 else:
-                    held.append(socket.socketpair())
+                    held.extend(s.detach() for s in socket.socketpair())
         except OSError as exc:
-            results.append(f"{kind} {errname(exc)} {len(os.listdir('/proc/self/fd'))}")
-        for item in held:
-            if isinstance(item, int):
-                os.close(item)
-            elif isinstance(item, tuple):
-                os.close(item[0])
-                os.close(item[1])
-            else:
-                item[0].close()
-                item[1].close()
-        held.clear()
+            results.append(f"{kind} {errname(exc)} {baseline + len(held)}")
+        for fd in held:
+            os.close(fd)
     return results
 
 
