@@ -30,6 +30,7 @@ from hypercorn.trio import serve
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.metrics import GatewayMetrics
 from pistond.rpc.server import serve_rpc
+from pistond.testing.daemon import DaemonProcess
 
 from .fake_daemon import FakeDaemon
 
@@ -68,11 +69,10 @@ class GatewayStack:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _daemon_socket(directory: str) -> tuple[Path, FakeDaemon | None]:
-    """The one place choosing the daemon: a real one if configured, else the fake."""
-    real = os.environ.get(REAL_DAEMON_VARIABLE)
-    if real:
-        return Path(real), None
+def _daemon_socket(directory: str, real: Path | None) -> tuple[Path, FakeDaemon | None]:
+    """The one place choosing the daemon: a real one if given, else the fake."""
+    if real is not None:
+        return real, None
     return Path(directory) / "fake.sock", FakeDaemon()
 
 
@@ -85,8 +85,8 @@ def _hypercorn(settings: GatewaySettings) -> HypercornConfig:
     return config
 
 
-async def _serve_stack(directory: str, ready: queue.Queue[Any]) -> None:
-    socket_path, fake = _daemon_socket(directory)
+async def _serve_stack(directory: str, real: Path | None, ready: queue.Queue[Any]) -> None:
+    socket_path, fake = _daemon_socket(directory, real)
     metrics = GatewayMetrics()
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
@@ -107,13 +107,13 @@ async def _serve_stack(directory: str, ready: queue.Queue[Any]) -> None:
             ready.put((urls, fake, metrics, trio.lowlevel.current_trio_token(), scope))
 
 
-def _start_stack() -> GatewayStack:
+def _start_stack(real: Path | None) -> GatewayStack:
     directory = tempfile.mkdtemp(prefix="pistond-gw-", dir="/tmp")
     ready: queue.Queue[Any] = queue.Queue()
 
     def run() -> None:
         try:
-            trio.run(_serve_stack, directory, ready)
+            trio.run(_serve_stack, directory, real, ready)
         except BaseException as exc:
             ready.put(exc)
             raise
@@ -127,12 +127,32 @@ def _start_stack() -> GatewayStack:
     return GatewayStack(urls[0], urls[1], fake, metrics, token, scope, thread, directory)
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[GatewayStack]:
-    """The running gateway stack, shared by the whole session."""
-    running = _start_stack()
-    yield running
-    running.stop()
+@pytest.fixture(scope="session", params=["fake-daemon", "real-daemon"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayStack]:
+    """The running gateway stack, shared by the session: once over the fake, once over pistond.
+
+    The real daemon is ``PISTOND_TEST_DAEMON_SOCKET`` when set, else a pistond started here with
+    its host runtimes (root only).
+    """
+    real: Path | None = None
+    daemon: DaemonProcess | None = None
+    if request.param == "real-daemon":
+        if os.environ.get(REAL_DAEMON_VARIABLE):
+            real = Path(os.environ[REAL_DAEMON_VARIABLE])
+        elif os.geteuid() != 0:
+            pytest.skip("a real pistond needs root")
+        else:
+            daemon = DaemonProcess.start(tmp_path_factory.mktemp("gateway-daemon"))
+            real = daemon.socket
+    running = _start_stack(real)
+    try:
+        yield running
+    finally:
+        running.stop()
+        if daemon is not None:
+            daemon.stop()
 
 
 @pytest.fixture
@@ -147,7 +167,7 @@ def gateway(stack: GatewayStack) -> GatewayStack:
 def fake(gateway: GatewayStack) -> FakeDaemon:
     """The fake daemon; skips the test when a real daemon is configured."""
     if gateway.fake is None:
-        pytest.skip(f"relies on the fake daemon's scripted behaviour ({REAL_DAEMON_VARIABLE} set)")
+        pytest.skip("relies on the fake daemon's scripted behaviour (this pass runs real pistond)")
     return gateway.fake
 
 
