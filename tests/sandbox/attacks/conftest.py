@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,7 +28,8 @@ import attrs
 import pytest
 import trio
 
-from pistond.client import PistonClient, SyncClient, open_client
+from pistond.client import InteractiveJob, PistonClient, SyncClient, open_client
+from pistond.models import JobExit, JobOutput
 from pistond.testing.daemon import DaemonProcess
 
 if TYPE_CHECKING:
@@ -53,17 +55,6 @@ PING_DELAY: Final = 0.3
 """Seconds into an attack when the daemon is pinged over a fresh connection."""
 LANGUAGES: Final = {".py": "python", ".c": "c", ".cpp": "c++", ".sh": "bash"}
 CANARY: Final = 'print("ok")\n'
-
-
-RUN_SCRIPT_HIDES_SIGNALS: Final = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "finding: packages/{gcc,python,bash}/host/run start the program as a child of bash "
-        "without exec, so a program killed by a signal comes back as bash's exit status 128+N "
-        "(RE) instead of SG with the signal; fix: `exec` the program in every run script"
-    ),
-)
-"""Marks the cases whose PASS needs the program's own signal death in the result."""
 
 
 def table(text: str) -> dict[str, str]:
@@ -289,6 +280,42 @@ def program_files(name: str) -> list[tuple[str, str]]:
 
 
 @attrs.define(eq=False)
+class HeldJob:
+    """What an interactive job (see :meth:`Attack.hold`) streamed so far."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exits: list[JobExit] = attrs.field(factory=list)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def run(self) -> JobExit:
+        """The run stage's exit (the job must be done)."""
+        assert self.exits, "the job has not exited"
+        return self.exits[-1]
+
+    async def wait_change(self) -> None:
+        """Wait for the next event."""
+        await self._changed.wait()
+
+    async def pump(self, job: InteractiveJob) -> None:
+        """Collect the job's events until it is done."""
+        async for event in job.events():
+            if isinstance(event, JobOutput):
+                if event.stream == "stdout":
+                    self.stdout += event.data
+                else:
+                    self.stderr += event.data
+            elif isinstance(event, JobExit):
+                self.exits.append(event)
+            self._changed.set()
+            self._changed = trio.Event()
+        self.done.set()
+        self._changed.set()
+
+
+@attrs.define(eq=False)
 class Attack:
     """One test's handle on the daemon: run attack programs and canaries."""
 
@@ -321,6 +348,23 @@ class Attack:
         result = await self.run(name, *args, **options)
         assert result.run is not None, result
         return result.run
+
+    @asynccontextmanager
+    async def hold(self, name: str, *args: str, ready: str) -> AsyncIterator[HeldJob]:
+        """Start program ``name`` interactively, wait until its stdout shows ``ready``, yield;
+        on leaving, wait (at most 5 s) until it ends by itself."""
+        language = self.language_of(name)
+        files = program_files(name)
+        held = HeldJob()
+        job = self.client.start_job(language, self.host.versions[language], files, args=list(args))
+        async with job, trio.open_nursery() as nursery:
+            nursery.start_soon(held.pump, job)
+            with trio.fail_after(5):
+                while ready not in held.stdout.decode(errors="replace"):
+                    await held.wait_change()
+            yield held
+            with trio.fail_after(5):
+                await held.done.wait()
 
     async def canary(self) -> None:
         """attacks.md's canary: ``print("ok")`` returns nil with output ``ok``."""

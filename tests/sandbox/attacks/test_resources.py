@@ -17,7 +17,6 @@ from .conftest import (
     MAX_FILE_SIZE,
     MAX_PROCESSES,
     MEMORY_LIMIT,
-    RUN_SCRIPT_HIDES_SIGNALS,
     RUN_TIMEOUT,
     Attack,
     table,
@@ -112,7 +111,6 @@ async def test_disk_fill_stops_at_the_file_size_and_box_caps(attack: Attack) -> 
         assert was - now < 32 * 2**20, "host free space dropped"
 
 
-@RUN_SCRIPT_HIDES_SIGNALS
 async def test_disk_fill_kills_a_c_writer_with_sigxfsz(attack: Attack) -> None:
     """Case 2, C writer: a write past max_file_size kills the program with SIGXFSZ (SG)."""
     run = await attack.stage("disk_fill.c")
