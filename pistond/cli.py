@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pistond._version import __version__
-from pistond.config import DaemonConfig, load_config, unknown_variables
+from pistond.config import DaemonConfig, load_config, resolve_admin_group, unknown_variables
 from pistond.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     notifier = Notifier.from_environ()
     try:
+        resolve_admin_group(config)
         sockets = open_listeners(config, os.environ)
     except (ConfigError, StartupError) as exc:
         print(f"pistond: {exc}", file=sys.stderr)

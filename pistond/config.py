@@ -135,7 +135,9 @@ class DaemonConfig:
     socket: Path = attrs.field(default=Path("/run/pistond/pistond.sock"), validator=_absolute)
     """RPC socket path (ignored under systemd socket activation)."""
     socket_group: str = ""
-    """Group that owns the socket and may manage packages; empty: ``pistond`` if it exists."""
+    """Group that owns the socket; empty: ``pistond`` if it exists."""
+    admin_group: str = ""
+    """Group (besides root) that may install and uninstall packages; empty: the socket group."""
     max_queue_size: int = attrs.field(default=256, validator=_non_negative)
     """Jobs that may wait for a slot; beyond it requests get ``overloaded``."""
     queue_timeout: int = attrs.field(default=60_000, validator=_positive)
@@ -156,6 +158,10 @@ class DaemonConfig:
     """Plugin names (entry-point names) not to load."""
     host_runtimes: bool = True
     """Offer the host's own interpreters (bash, python3, gcc, ...) under a read-only view."""
+    max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
+    """Largest HTTP request body the gateway accepts, in bytes (more: 413)."""
+    gateway_allow_root: bool = False
+    """Let ``pistond-gateway`` run as root (it refuses by default)."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
 
@@ -353,6 +359,26 @@ def _first_failure(error: BaseException) -> ConfigError:
     return ConfigError(variable_name(field), str(error))
 
 
+def resolve_admin_group(config: DaemonConfig) -> int | None:
+    """The gid whose members (besides root) may change packages; None: root only.
+
+    Raises:
+        ConfigError: ``PISTON_ADMIN_GROUP`` names a group that does not exist.
+    """
+    if not config.admin_group:
+        return resolve_socket_group(config)
+    return _group_id("PISTON_ADMIN_GROUP", config.admin_group)
+
+
+def _group_id(variable: str, name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(variable, f"no such group: {name!r}") from None
+
+
 def resolve_socket_group(config: DaemonConfig) -> int | None:
     """The gid the RPC socket belongs to, or None to leave it to root's group.
 
@@ -365,9 +391,4 @@ def resolve_socket_group(config: DaemonConfig) -> int | None:
             return grp.getgrnam("pistond").gr_gid
         except KeyError:
             return None
-    if name.isdigit():
-        return int(name)
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise ConfigError("PISTON_SOCKET_GROUP", f"no such group: {name!r}") from None
+    return _group_id("PISTON_SOCKET_GROUP", name)

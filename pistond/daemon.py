@@ -15,7 +15,7 @@ import trio
 
 from pistond import listeners as listening
 from pistond.api import Api
-from pistond.config import DaemonConfig, resolve_socket_group
+from pistond.config import DaemonConfig, resolve_admin_group
 from pistond.jobs import JobManager
 from pistond.plugins import get_plugin_manager
 from pistond.ppman import PackageManager
@@ -91,7 +91,7 @@ async def _run(
                 registry=registry,
                 packages=packages,
                 sandbox_info=sandbox.info,
-                admin_gid=resolve_socket_group(config),
+                admin_gid=resolve_admin_group(config),
             )
             return await _serve_until_signalled(
                 config=config,

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pistond.config import DaemonConfig, Limits, load_config, unknown_variables
+from pistond.config import (
+    DaemonConfig,
+    Limits,
+    load_config,
+    resolve_admin_group,
+    unknown_variables,
+)
 from pistond.errors import ConfigError
 
 
@@ -195,3 +201,21 @@ def test_config_daemon_exits_2_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "pistond: PISTON_RUN_TIMEOUT: must be an integer, got 'soon'"
     ]
+
+
+def test_config_admin_group() -> None:
+    """PISTON_ADMIN_GROUP names the package managers' group; an unknown group is an error."""
+    assert resolve_admin_group(load_config({"PISTON_ADMIN_GROUP": "root"})) == 0
+    assert resolve_admin_group(load_config({"PISTON_ADMIN_GROUP": "4242"})) == 4242
+    with pytest.raises(ConfigError, match="PISTON_ADMIN_GROUP: no such group: 'no-such-group'"):
+        resolve_admin_group(load_config({"PISTON_ADMIN_GROUP": "no-such-group"}))
+    socket_group = load_config({"PISTON_SOCKET_GROUP": "root"})
+    assert resolve_admin_group(socket_group) == 0
+
+
+def test_config_gateway_settings() -> None:
+    """The gateway's body limit and root switch are settings like the others."""
+    config = load_config({"PISTON_MAX_BODY_SIZE": "2048", "PISTON_GATEWAY_ALLOW_ROOT": "yes"})
+    assert (config.max_body_size, config.gateway_allow_root) == (2048, True)
+    with pytest.raises(ConfigError, match="PISTON_MAX_BODY_SIZE: must be a positive integer"):
+        load_config({"PISTON_MAX_BODY_SIZE": "0"})

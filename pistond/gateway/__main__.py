@@ -22,36 +22,16 @@ from hypercorn.trio import serve
 
 from pistond.config import load_config
 from pistond.errors import ConfigError
-from pistond.gateway.app import DEFAULT_MAX_BODY_SIZE, GatewaySettings, create_app
+from pistond.gateway.app import GatewaySettings, create_app
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
 logger = logging.getLogger("pistond.gateway")
 
 EXIT_CONFIG: Final = 2
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds open requests get to finish after SIGTERM."""
-_TRUE: Final = frozenset({"true", "1", "yes", "on"})
-_FALSE: Final = frozenset({"false", "0", "no", "off", ""})
-
-
-def _flag(environ: Mapping[str, str], name: str) -> bool:
-    value = environ.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(name, f"must be one of true/false, 1/0, yes/no, on/off, got {value!r}")
-
-
-def _size(environ: Mapping[str, str], name: str, default: int) -> int:
-    value = environ.get(name, "").strip()
-    if not value:
-        return default
-    if not value.isdigit() or int(value) <= 0:
-        raise ConfigError(name, f"must be a positive number of bytes, got {value!r}")
-    return int(value)
 
 
 def hypercorn_config(bind_address: str, settings: GatewaySettings) -> HypercornConfig:
@@ -93,11 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = os.environ
     try:
         config = load_config(environ, args.config)
-        allow_root = args.allow_root or _flag(environ, "PISTON_GATEWAY_ALLOW_ROOT")
-        settings = GatewaySettings(
-            socket=config.socket,
-            max_body_size=_size(environ, "PISTON_MAX_BODY_SIZE", DEFAULT_MAX_BODY_SIZE),
-        )
+        allow_root = args.allow_root or config.gateway_allow_root
+        settings = GatewaySettings(socket=config.socket, max_body_size=config.max_body_size)
     except ConfigError as exc:
         print(f"pistond-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
