@@ -105,6 +105,7 @@ class ForkServer:
         if not data and not fds:
             self.stopping = True
             return
+        recipe.mark("request received")
         try:
             if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 logger.error("dropped a truncated spawn request")
@@ -143,6 +144,9 @@ class ForkServer:
             self._send({"id": request_id, "pid": pid}, [pidfd])
         finally:
             os.close(pidfd)
+        if recipe.timing_enabled():
+            recipe.mark("replied")
+            recipe.flush_marks(fds[3])
 
     def _spawn(self, spec: SpawnSpec, fds: list[int]) -> tuple[int, int]:
         """Fork the setup child; PID 1's host pid and a pidfd for it."""
@@ -153,6 +157,7 @@ class ForkServer:
         hs_r, hs_w = os.pipe2(os.O_CLOEXEC)
         stdin, stdout, stderr, report, control = fds
         child_fds = recipe.ChildFds(stdin, stdout, stderr, report, control, hs_w)
+        recipe.mark("parsed")
         child = os.fork()
         if child == 0:
             try:
@@ -160,10 +165,12 @@ class ForkServer:
             finally:
                 os._exit(recipe.SETUP_FAILED)
         os.close(hs_w)
+        recipe.mark("forked")
         try:
             data = _read_handshake(hs_r)
         finally:
             os.close(hs_r)
+        recipe.mark("handshake read")
         if data is None:
             with contextlib.suppress(OSError):
                 os.kill(child, signal.SIGKILL)
@@ -259,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=int(args[0]))
     os.set_inheritable(sock.fileno(), False)
     configure_socket(sock)
+    if os.environ.get(recipe.TIMING_ENV) == "1":
+        recipe.enable_timing()
     server = ForkServer(sock, seccomp.build_filter())
     server.serve()
     return 0

@@ -9,6 +9,8 @@ process left in the PID namespace.
 Report pipe format (read by :mod:`pistond.sandbox.spawn`): a byte stream of records, each one
 kind byte, a 4-byte big-endian length and that many payload bytes. Kind ``E``: a setup error,
 UTF-8 text without host paths. Kind ``S``: the program's raw wait status as a big-endian int32.
+Kind ``T`` (timing mode only, see :mod:`pistond.sandbox.recipe`): step timestamps, each a
+1-byte name length, the ASCII name and a big-endian uint64 of CLOCK_MONOTONIC nanoseconds.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ import select
 import signal
 import socket
 import struct
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pistond.sandbox import libc
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 REPORT_ERROR: Final = b"E"
 REPORT_STATUS: Final = b"S"
+REPORT_TIMINGS: Final = b"T"
 MAX_ERROR_BYTES: Final = 512
 _HEADER: Final = struct.Struct("!cI")
 _STATUS: Final = struct.Struct("!i")
+_STAMP: Final = struct.Struct("!Q")
 
 _SIOCGIFFLAGS: Final = 0x8913
 _SIOCSIFFLAGS: Final = 0x8914
@@ -79,6 +86,39 @@ def encode_status(status: int) -> bytes:
     return _HEADER.pack(REPORT_STATUS, _STATUS.size) + _STATUS.pack(status)
 
 
+def encode_timings(marks: list[tuple[str, int]]) -> bytes:
+    """A timings record for the report pipe: ``(step name, monotonic ns)`` pairs."""
+    payload = b"".join(
+        bytes((len(name),)) + name.encode("ascii") + _STAMP.pack(stamp)
+        for name, stamp in marks
+        if len(name) < 256
+    )
+    return _HEADER.pack(REPORT_TIMINGS, len(payload)) + payload
+
+
+def decode_timings(data: bytes) -> tuple[tuple[str, int], ...]:
+    """Every ``(step name, monotonic ns)`` of the timings records in a report, in time order."""
+    marks: list[tuple[str, int]] = []
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        kind, length = _HEADER.unpack_from(data, offset)
+        offset += _HEADER.size
+        payload = data[offset : offset + length]
+        offset += length
+        if kind != REPORT_TIMINGS or len(payload) != length:
+            continue
+        at = 0
+        while at < length:
+            size = payload[at]
+            name = payload[at + 1 : at + 1 + size].decode("ascii", "replace")
+            at += 1 + size
+            if at + _STAMP.size > length:
+                break
+            marks.append((name, _STAMP.unpack_from(payload, at)[0]))
+            at += _STAMP.size
+    return tuple(sorted(marks, key=lambda mark: mark[1]))
+
+
 def decode_report(data: bytes) -> tuple[int | None, str | None]:
     """The (program status, setup error) in a report pipe's whole content; junk is ignored."""
     status: int | None = None
@@ -115,7 +155,14 @@ def install_child_wakeup() -> int:
     return wake_r
 
 
-def serve_as_init(program: int, *, control_fd: int, report_fd: int, wakeup_fd: int) -> None:
+def serve_as_init(
+    program: int,
+    *,
+    control_fd: int,
+    report_fd: int,
+    wakeup_fd: int,
+    on_exit: Callable[[int], None] | None = None,
+) -> None:
     """Be the namespace's init until ``program`` exits; then report its wait status.
 
     Args:
@@ -124,11 +171,15 @@ def serve_as_init(program: int, *, control_fd: int, report_fd: int, wakeup_fd: i
             the program's process group. EOF only stops the forwarding.
         report_fd: write end of the report pipe.
         wakeup_fd: from :func:`install_child_wakeup`.
+        on_exit: called with ``report_fd`` once the program is reaped, before its status is
+            written (timing mode).
     """
     watched = [control_fd, wakeup_fd]
     while True:
         status = _reap(program)
         if status is not None:
+            if on_exit is not None:
+                on_exit(report_fd)
             write_report(report_fd, encode_status(status))
             return
         readable, _, _ = select.select(watched, [], [])

@@ -18,6 +18,12 @@ Failures: before PID 1 exists, the error goes to the fork server over the handsh
 the spawn fails. After, PID 1 writes a setup-error record to the report pipe (the program's
 exec failure reaches PID 1 through a close-on-exec pipe: silence means exec succeeded). Error
 texts name the step and the errno's text; they never hold host paths.
+
+Timing mode (for ``bench/sandbox_overhead.py --breakdown``): when the fork server starts with
+``PISTOND_SANDBOX_TIMING=1`` in its environment, every step records a CLOCK_MONOTONIC timestamp
+named ``<process>.<step>``, and each process writes its stamps to the report pipe as a timings
+record (the program just before it closes its descriptors and execs). Off, a step costs one
+attribute test more.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import errno
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import TYPE_CHECKING, Final, NoReturn, ParamSpec
 
@@ -49,6 +56,53 @@ HANDSHAKE_ERROR: Final = b"E"
 _UNCATCHABLE: Final = frozenset({signal.SIGKILL, signal.SIGSTOP})
 _argv_area: list[object] = []
 """Keeps PID 1's replacement command line alive."""
+TIMING_ENV: Final = "PISTOND_SANDBOX_TIMING"
+"""Environment variable of the fork server that turns timing mode on (value ``1``)."""
+
+
+@attrs.define
+class _Timing:
+    """Timing mode's state in this process (each fork inherits a copy)."""
+
+    enabled: bool = False
+    role: str = "forkserver"
+    marks: list[tuple[str, int]] = attrs.Factory(list)
+
+
+_timing = _Timing()
+
+
+def enable_timing() -> None:
+    """Turn timing mode on in this process and the sandboxes it forks from now on."""
+    _timing.enabled = True
+
+
+def timing_enabled() -> bool:
+    """Whether timing mode is on."""
+    return _timing.enabled
+
+
+def mark(step: str) -> None:
+    """Record that ``step`` of this process ended now (timing mode only)."""
+    if _timing.enabled:
+        _timing.marks.append(
+            (f"{_timing.role}.{step}", time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+        )
+
+
+def flush_marks(report_fd: int) -> None:
+    """Write the marks of this process to the report pipe and forget them (timing mode only)."""
+    if _timing.enabled and _timing.marks:
+        namespaces.write_report(report_fd, namespaces.encode_timings(_timing.marks))
+        _timing.marks.clear()
+
+
+def _become(role: str) -> None:
+    """Name this (new) process in its marks; the parent's marks are the parent's to send."""
+    if _timing.enabled:
+        _timing.marks.clear()
+        _timing.role = role
+        mark("start")
 
 
 @attrs.frozen
@@ -72,11 +126,12 @@ class SetupFailed(Exception):
 
 def run_child(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
     """The fork server's child: steps 1-2, then fork PID 1 and exit. Never returns."""
+    _become("setup")
     try:
         _step("new session", os.setsid)
         _step("cgroup join", _join_cgroups, spec.cgroup_procs)
-        _reset_signals()
-        _close_fds_except({0, 1, 2, *attrs.astuple(fds)})
+        _step("reset signals", _reset_signals)
+        _step("close fds", _close_fds_except, {0, 1, 2, *attrs.astuple(fds)})
         _step("namespaces", namespaces.enter_namespaces, network=spec.stage.network)
         pid = _step("fork init", os.fork)
     except BaseException as exc:  # every failure must reach the fork server
@@ -84,6 +139,7 @@ def run_child(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
         os._exit(SETUP_FAILED)
     if pid == 0:
         _run_init(spec, fds, bpf)
+    flush_marks(fds.report)
     _write_all(fds.handshake, HANDSHAKE_PID + str(pid).encode())
     os._exit(0)
 
@@ -103,6 +159,7 @@ def decode_handshake(data: bytes) -> int:
 
 def _run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
     """PID 1: steps 3-4, fork the program, then wait for it as the namespace's init."""
+    _become("init")
     try:
         os.close(fds.handshake)
         _step("init name", _rename_init)
@@ -121,11 +178,16 @@ def _run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
         for fd in (exec_w, fds.stdin, fds.stdout, fds.stderr):
             os.close(fd)
         failure = _read_all(exec_r)
+        mark("exec seen")
         if failure:
             error = namespaces.encode_error(failure.decode("utf-8", "replace"))
             namespaces.write_report(fds.report, error)
         namespaces.serve_as_init(
-            program, control_fd=fds.control, report_fd=fds.report, wakeup_fd=wakeup
+            program,
+            control_fd=fds.control,
+            report_fd=fds.report,
+            wakeup_fd=wakeup,
+            on_exit=_on_program_exit if _timing.enabled else None,
         )
     except BaseException:  # init must exit, ending the namespace
         traceback.print_exc()
@@ -135,8 +197,9 @@ def _run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
 
 def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> NoReturn:
     """The program: session, stdio, steps 5-7, exec. Never returns."""
+    _become("program")
     try:
-        _reset_signals()
+        _step("reset signals", _reset_signals)
         _step("new session", os.setsid)
         _step("stdio", _attach_stdio, fds)
         _step("rlimits", rlimits.apply, spec.stage.limits)
@@ -145,6 +208,7 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
         _step("working directory", os.chdir, spec.stage.cwd)
         _step("no_new_privs", credentials.set_no_new_privs)
         _step("seccomp", seccomp.install, bpf)
+        flush_marks(fds.report)
         _close_fds_except({0, 1, 2, exec_fd})
         _exec(spec.stage)
     except BaseException as exc:  # reported to PID 1, then exit
@@ -160,6 +224,8 @@ def _step(name: str, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs)
         raise SetupFailed(f"{name}: {_reason(exc)}") from None
     except ValueError as exc:
         raise SetupFailed(f"{name}: {exc}") from None
+    if _timing.enabled:
+        mark(name)
     return result if isinstance(result, int) else 0
 
 
@@ -176,6 +242,12 @@ def _describe(exc: BaseException, *, log: bool) -> str:
     if log:
         traceback.print_exception(exc, file=sys.stderr)
     return f"internal error ({type(exc).__name__})"
+
+
+def _on_program_exit(report_fd: int) -> None:
+    """Timing mode: PID 1 saw the program's exit; send its marks before the status."""
+    mark("program reaped")
+    flush_marks(report_fd)
 
 
 def _join_cgroups(procs_files: Iterable[str]) -> None:

@@ -45,6 +45,8 @@ class SandboxExit:
     """Raw wait status of the program; None if PID 1 was killed before reporting."""
     setup_error: str | None
     """Set when the recipe failed before exec (the stage's status is XX)."""
+    timings: tuple[tuple[str, int], ...] = ()
+    """Timing mode only: ``(process.step, CLOCK_MONOTONIC ns)`` of each recipe step, in order."""
 
     @property
     def exit_code(self) -> int | None:
@@ -92,8 +94,11 @@ class SandboxProcess:
             else:
                 self._report_done = True
         await trio.lowlevel.wait_readable(self.pidfd)
-        status, error = namespaces.decode_report(bytes(self._report))
-        return SandboxExit(program_status=status, setup_error=error)
+        report = bytes(self._report)
+        status, error = namespaces.decode_report(report)
+        return SandboxExit(
+            program_status=status, setup_error=error, timings=namespaces.decode_timings(report)
+        )
 
     def kill(self) -> None:
         """SIGKILL PID 1 through the pidfd, ending the whole namespace; idempotent."""
