@@ -259,6 +259,7 @@ async def test_ptrace_and_process_memory_are_denied(attack: Attack) -> None:
         nursery.start_soon(one, "writer", "concurrent_writer.py", "1")
         nursery.start_soon(one, "ptrace", "ptrace.c")
     rows = table(results["ptrace"].stdout)
+    assert results["ptrace"].status is None, results["ptrace"]
     assert rows.pop("seize-all-pids") == "0"
     assert rows.pop("pidfd-open-child") == "ok"
     assert rows.pop("mem-init") in ("ENOENT", "EACCES")

@@ -9,7 +9,8 @@ import time
 from probe import outcome, say, syscall
 
 SYS_PIDFD_OPEN, SYS_PIDFD_SEND_SIGNAL = 434, 424
-LIMIT = 65536
+with open("/proc/sys/kernel/pid_max") as file:
+    LIMIT = min(int(file.read()), 65536) + 1
 me, parent = os.getpid(), os.getppid()
 child = os.fork()
 if child == 0:

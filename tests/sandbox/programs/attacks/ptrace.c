@@ -1,5 +1,7 @@
 /* Case 22: attach to other processes. One line per probe: name and errno name (or "ok").
- * PTRACE_SEIZE sweeps every pid up to pid_max and prints how many calls did not fail EPERM. */
+ * PTRACE_SEIZE sweeps pids up to pid_max (every pid to 8192, then every 8th: the filter answers
+ * before any pid lookup, and a full sweep takes seconds on a loaded 2-core host) and prints how
+ * many calls did not fail EPERM. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +41,7 @@ static long open_mem(pid_t pid) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
     pid_t child = fork();
     if (child == 0) {
         for (;;) pause();
@@ -55,7 +58,7 @@ int main(void) {
         fclose(file);
     }
     long not_eperm = 0;
-    for (long pid = 1; pid <= pid_max; pid++) {
+    for (long pid = 1; pid <= pid_max; pid += pid < 8192 ? 1 : 8) {
         if (ptrace(PTRACE_SEIZE, (pid_t)pid, 0, 0) == 0 || errno != EPERM) not_eperm++;
     }
     printf("seize-all-pids %ld\n", not_eperm);
