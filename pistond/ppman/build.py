@@ -229,12 +229,15 @@ class Builder:
             resolved["npm"] = self.npm_install(opt, source.specs)
         return resolved
 
-    def run_tool(self, argv: Sequence[str], *, cwd: Path | None = None) -> None:
+    def run_tool(
+        self, argv: Sequence[str], *, cwd: Path | None = None, name: str | None = None
+    ) -> None:
         """Run a package-manager tool on the host, streaming its output lines to progress.
 
         Raises:
             PackageError: it could not start, failed or timed out (its last lines are kept).
         """
+        tool = name or Path(argv[0]).name
         self.progress("$ " + " ".join(argv[:6]) + (" ..." if len(argv) > 6 else ""))
         tail: list[str] = []
 
@@ -254,7 +257,7 @@ class Builder:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise PackageError(f"cannot run {Path(argv[0]).name}: {exc.strerror}") from None
+            raise PackageError(f"cannot run {tool}: {exc.strerror}") from None
         deadline = time.monotonic() + self.timeout
         assert process.stdout is not None
         for raw in process.stdout:
@@ -264,7 +267,7 @@ class Builder:
         code = process.wait()
         if code != 0:
             last = "; ".join(text for text in tail if text.strip())
-            raise PackageError(f"{Path(argv[0]).name} failed (exit {code}): {last}")
+            raise PackageError(f"{tool} failed (exit {code}): {last}")
 
     def ensure_mmdebstrap(self) -> str:
         """The mmdebstrap binary, installed with apt-get when missing."""
@@ -281,18 +284,28 @@ class Builder:
         """Build a Debian root with mmdebstrap; return the installed packages and deb hashes."""
         base, mirrors = aptsources.mirror_lines(suite, self.apt_directory)
         argv = [
+            # mmdebstrap mounts /proc, /sys, /dev/pts and /dev/shm into the new root while it
+            # runs maintainer scripts: in a private mount namespace those mounts can never
+            # outlive it on the host (a killed build would otherwise leave them mounted).
+            "/usr/bin/unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
             self.ensure_mmdebstrap(),
             "--mode=root",
             "--format=directory",
             "--variant=essential",
             "--skip=cleanup/apt/cache",
+            # update-alternatives (openjdk's postinst) needs man1 although man pages are excluded
+            '--setup-hook=mkdir -p "$1/usr/share/man/man1"',
             *(f"--dpkgopt={rule}" for rule in DPKG_EXCLUDES),
         ]
         if packages:
             argv.append("--include=" + ",".join(packages))
         if suite != base:
             argv.append(f'--aptopt=APT::Default-Release "{suite}"')
-        self.run_tool([*argv, base, str(root), *mirrors])
+        self.run_tool([*argv, base, str(root), *mirrors], name="mmdebstrap")
         return self.record_debian(root)
 
     def record_debian(self, root: Path) -> list[dict[str, str]]:

@@ -203,6 +203,12 @@ class PackageManager:
         """
         candidates = await trio.to_thread.run_sync(self.candidates)
         chosen = self.choose(candidates, language, version)
+        return await self._install(chosen, progress)
+
+    async def _install(
+        self, chosen: Candidate, progress: Callable[[str], Awaitable[None]]
+    ) -> tuple[str, str]:
+        """Build (recipe) or download (index entry) exactly ``chosen``."""
         token = trio.lowlevel.current_trio_token()
 
         def report(line: str) -> None:
@@ -265,7 +271,8 @@ class PackageManager:
             if layout.is_installed():
                 continue
             try:
-                done.append(await self.install(candidate.language, candidate.version, progress))
+                # This very recipe: a Debian recipe of the same version must not be built here.
+                done.append(await self._install(candidate, progress))
             except PackageError as exc:
                 logger.warning("host runtime %s not installed: %s", candidate.language, exc.message)
         return done
