@@ -1,5 +1,6 @@
 /* Case 24: the double-chroot escape and its fchdir variant. argv[1]: name of a canary file the
  * test placed in the host's /. One line per probe. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /* Case 29, C part: raise RLIMIT_CORE, set dumpable, write core_pattern, crash a child, look for
  * core files, then crash with SIGSEGV. */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,7 +15,8 @@ static int cores_in(const char *path) {
     DIR *dir = opendir(path);
     if (!dir) return 0;
     struct dirent *entry;
-    while ((entry = readdir(dir))) found += strncmp(entry->d_name, "core", 4) == 0;
+    while ((entry = readdir(dir)))
+        found += strcmp(entry->d_name, "core") == 0 || strncmp(entry->d_name, "core.", 5) == 0;
     closedir(dir);
     return found;
 }

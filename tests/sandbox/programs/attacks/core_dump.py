@@ -16,6 +16,11 @@ if pid == 0:
     os.abort()
 _, status = os.waitpid(pid, 0)
 say("child", f"signal={os.WTERMSIG(status)} core={'yes' if os.WCOREDUMP(status) else 'no'}")
-cores = [name for directory in (".", "/tmp") for name in os.listdir(directory) if name.startswith("core")]
+cores = [
+    name
+    for directory in (".", "/tmp")
+    for name in os.listdir(directory)
+    if name == "core" or name.startswith("core.")
+]
 say("core-files", ",".join(cores) or "none")
 os.abort()

@@ -21,6 +21,6 @@ for name, family, kind, protocol in (
     ("rds", 21, socket.SOCK_SEQPACKET, 0),
     ("can", 29, socket.SOCK_RAW, 1),
     ("sctp", socket.AF_INET, socket.SOCK_STREAM, 132),
-    ("dccp", socket.AF_INET, socket.SOCK_DCCP, 33),
+    ("dccp", socket.AF_INET, 6, 33),  # SOCK_DCCP
 ):
     say(f"socket-{name}", outcome(lambda: socket.socket(family, kind, protocol).close()))

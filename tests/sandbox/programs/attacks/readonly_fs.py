@@ -1,22 +1,21 @@
 """Case 17: write to the read-only filesystem: system paths, the interpreter, the package's
-``run`` script and its directory (found through the parent's command line).
+``run`` script and its directory (argv[1:], the package's paths inside the sandbox).
 
-One line per target: ``<path> create append truncate chmod rename unlink remount``, each the
-errno name (or ``ok``); a directory target creates, renames and unlinks an entry inside.
+One line per target: ``<path> create,append,truncate,chmod,rename,unlink,remount``, each the
+errno name, ``ok``, or ``-`` where the operation does not apply (append and truncate to a
+directory; everything but create to a path that does not exist). ``create`` makes a new file
+in the target directory (or the file's directory); ``unlink`` of a directory is rmdir.
 """
 
 import os
 import subprocess
 import sys
 
-from probe import outcome, say
+from probe import outcome
 
-targets = ["/", "/usr", "/etc/passwd", "/etc/ld.so.preload", "/bin", "/lib"]
+targets = ["/", "/usr", "/etc", "/etc/passwd", "/etc/ld.so.preload", "/bin", "/lib"]
 targets.append(os.path.realpath(sys.executable))
-with open(f"/proc/{os.getppid()}/cmdline", "rb") as file:
-    for arg in file.read().decode().split("\0"):
-        if arg.startswith("/") and os.path.isfile(arg) and arg not in targets:
-            targets += [arg, os.path.dirname(arg)]
+targets += sys.argv[1:]
 
 
 def remount(path: str) -> None:
@@ -27,16 +26,23 @@ def remount(path: str) -> None:
         raise PermissionError(1, "mount failed")
 
 
+def create(directory: str) -> None:
+    path = os.path.join(directory, "pistond-was-here")
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))
+
+
 for target in targets:
-    directory = os.path.isdir(target)
-    entry = os.path.join(target, "pistond-was-here") if directory else target
+    exists = os.path.lexists(target)
+    is_dir = os.path.isdir(target)
+    directory = target if is_dir else os.path.dirname(target)
+    applies_file = exists and not is_dir
     results = [
-        outcome(lambda: os.close(os.open(entry, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))),
-        outcome(lambda: os.close(os.open(entry, os.O_WRONLY | os.O_APPEND))),
-        outcome(os.truncate, entry, 0),
-        outcome(os.chmod, target, 0o777),
-        outcome(os.rename, entry, entry + ".moved"),
-        outcome(os.unlink, entry),
-        outcome(remount, target),
+        outcome(create, directory),
+        outcome(lambda: os.close(os.open(target, os.O_WRONLY | os.O_APPEND))) if applies_file else "-",
+        outcome(os.truncate, target, 0) if applies_file else "-",
+        outcome(os.chmod, target, 0o777) if exists else "-",
+        outcome(os.rename, target, target.rstrip("/") + ".moved") if exists else "-",
+        outcome(os.rmdir if is_dir else os.unlink, target) if exists else "-",
+        outcome(remount, directory),
     ]
-    say(target, " ".join(results))
+    print(target, ",".join(results), flush=True)

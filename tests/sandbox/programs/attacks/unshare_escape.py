@@ -5,7 +5,7 @@ import ctypes
 import os
 import subprocess
 
-from probe import errno_of, outcome, probe, say
+from probe import errno_of, outcome, probe, say, write_file
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x10000000, 0x20000000, 0x40000000
 SIGCHLD = 17
@@ -38,5 +38,5 @@ for name in ("user", "mnt", "pid", "net"):
     os.close(fd)
 done = subprocess.run(["unshare", "-r", "id", "-u"], capture_output=True, check=False)
 say("unshare-tool", "fail" if done.returncode else "ok:" + done.stdout.decode().strip())
-say("uid_map", outcome(lambda: open("/proc/self/uid_map", "w").write("0 0 1\n")))
+say("uid_map", outcome(write_file, "/proc/self/uid_map", b"0 0 1\n"))
 say("write-usr", outcome(os.open, "/usr/pistond-was-here", os.O_CREAT | os.O_WRONLY, 0o644))
