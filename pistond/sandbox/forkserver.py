@@ -4,8 +4,11 @@ The daemon starts it through :func:`launch_command`, which skips the heavy packa
 initialisers.
 
 Single-threaded and small: it imports the standard library, pyseccomp (once, to compile the
-seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks,
-and the child builds the sandbox (:mod:`pistond.sandbox.recipe`).
+seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks
+the sandbox's PID 1 directly into a new PID namespace, and the child builds the sandbox
+(:mod:`pistond.sandbox.recipe`) while the fork server moves it into the job's cgroups, tells it
+to go on, and answers the daemon with its pidfd. When idle, it keeps a few fresh network
+namespaces ready (NETNS_POOL), each handed to exactly one sandbox.
 
 Protocol over the inherited ``SOCK_SEQPACKET`` socket ``FD`` (one JSON object per message):
 
@@ -15,7 +18,7 @@ Protocol over the inherited ``SOCK_SEQPACKET`` socket ``FD`` (one JSON object pe
 - event: ``{"exited": pid, "status": raw_wait_status}`` when a sandbox's PID 1 is reaped
   (best effort: dropped if the daemon is not reading).
 
-It is a child subreaper, so every sandbox's PID 1 becomes its child; it reaps them. It survives
+Every sandbox's PID 1 is its child; it reaps them (it is also a child subreaper). It survives
 crashing children and exits when the daemon's end of the socket closes (or on SIGTERM),
 SIGKILLing every sandbox still alive.
 """
@@ -32,7 +35,7 @@ import socket
 import sys
 from typing import Any, Final
 
-from pistond.sandbox import libc, recipe, seccomp
+from pistond.sandbox import libc, namespaces, recipe, seccomp
 from pistond.sandbox.spec import SpawnSpec, spec_from_wire
 
 logger = logging.getLogger(__name__)
@@ -43,8 +46,8 @@ SOCKET_BUFFER: Final = 2 * MAX_MESSAGE
 FD_COUNT: Final = 5
 _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
-HANDSHAKE_TIMEOUT: Final = 10.0
-"""Seconds the setup child gets to join cgroups, unshare and fork PID 1."""
+NETNS_POOL: Final = 4
+"""Network namespaces made ahead of need, when no request waits."""
 
 
 def configure_socket(sock: socket.socket) -> None:
@@ -68,6 +71,12 @@ class ForkServer:
         self.bpf = bpf
         self.live: set[int] = set()
         self.stopping = False
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.netns_pool: list[int] = []
+        self.pool_broken = False
+        self.comm_fd = os.open("/proc/thread-self/comm", os.O_RDWR | os.O_CLOEXEC)
+        self.comm = os.read(self.comm_fd, 64).rstrip(b"\n") or b"pistond-forkserver"
 
     def serve(self) -> None:
         """Answer requests until the daemon's end closes or SIGTERM arrives."""
@@ -79,13 +88,31 @@ class ForkServer:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
             while not self.stopping:
-                readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
+                readable: list[int] = []
+                if len(self.netns_pool) < NETNS_POOL and not self.pool_broken:
+                    readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [], 0)
+                    if not readable:
+                        self._add_network_namespace()
+                        continue
+                else:
+                    readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
                 if wake_r in readable:
                     self._on_signals(wake_r)
                 if self.sock.fileno() in readable and not self.stopping:
                     self._on_message()
         finally:
             self._kill_all()
+
+    def _add_network_namespace(self) -> None:
+        """Make one fresh network namespace for the pool (on failure, stop pooling)."""
+        try:
+            self.netns_pool.append(namespaces.new_network_namespace(self.own_netns))
+        except OSError as exc:
+            logger.warning("no network namespace pool: %s", exc)
+            self.pool_broken = True
+        if os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(self.own_netns).st_ino:
+            logger.error("fork server lost its network namespace; stopping")
+            self.stopping = True
 
     def _on_signals(self, wake_r: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -149,38 +176,69 @@ class ForkServer:
             recipe.flush_marks(fds[3])
 
     def _spawn(self, spec: SpawnSpec, fds: list[int]) -> tuple[int, int]:
-        """Fork the setup child; PID 1's host pid and a pidfd for it."""
+        """Fork PID 1 of a new sandbox, move it into its cgroups, let it go on; pid and pidfd."""
         if spec.uid <= 0:
             raise SpawnFailed("the box uid must not be 0")
         if not spec.stage.argv:
             raise SpawnFailed("empty argv")
-        hs_r, hs_w = os.pipe2(os.O_CLOEXEC)
-        stdin, stdout, stderr, report, control = fds
-        child_fds = recipe.ChildFds(stdin, stdout, stderr, report, control, hs_w)
-        recipe.mark("parsed")
-        child = os.fork()
-        if child == 0:
-            try:
-                recipe.run_child(spec, child_fds, self.bpf)
-            finally:
-                os._exit(recipe.SETUP_FAILED)
-        os.close(hs_w)
+        netns = -1 if spec.stage.network or not self.netns_pool else self.netns_pool.pop()
+        start_r, start_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            stdin, stdout, stderr, report, control = fds
+            child_fds = recipe.ChildFds(stdin, stdout, stderr, report, control, start_r, netns)
+            child = self._fork_init(spec, child_fds)
+        except BaseException:
+            os.close(start_w)
+            raise
+        finally:
+            os.close(start_r)
+            if netns >= 0:
+                os.close(netns)
         recipe.mark("forked")
         try:
-            data = _read_handshake(hs_r)
-        finally:
-            os.close(hs_r)
-        recipe.mark("handshake read")
-        if data is None:
-            with contextlib.suppress(OSError):
-                os.kill(child, signal.SIGKILL)
-            raise SpawnFailed("sandbox setup timed out")
+            pidfd = os.pidfd_open(child)
+        except BaseException:
+            os.close(start_w)
+            os.kill(child, signal.SIGKILL)
+            raise
         try:
-            pid = recipe.decode_handshake(data)
-        except recipe.SetupFailed as exc:
-            raise SpawnFailed(str(exc)) from None
+            try:
+                recipe.join_cgroups(child, spec.cgroup_procs)
+            except recipe.SetupFailed as exc:
+                raise SpawnFailed(str(exc)) from None
+            recipe.mark("cgroup joined")
+            os.write(start_w, recipe.START)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.close(pidfd)
+            raise
+        finally:
+            os.close(start_w)
         # PID 1 is not reaped before this point: only _reap() reaps, and it has not run.
-        return pid, os.pidfd_open(pid)
+        return child, pidfd
+
+    def _fork_init(self, spec: SpawnSpec, child_fds: recipe.ChildFds) -> int:
+        """Fork the sandbox's PID 1 into a new PID namespace (this process stays in its own)."""
+        try:
+            libc.unshare(libc.CLONE_NEWPID)
+        except OSError as exc:
+            raise SpawnFailed(f"namespaces: {exc.strerror}") from None
+        try:
+            recipe.mark("parsed")
+            # PID 1 is born with its name (the daemon may look before it runs).
+            os.write(self.comm_fd, recipe.INIT_NAME)
+            child = os.fork()
+            if child == 0:
+                try:
+                    recipe.run_init(spec, child_fds, self.bpf)
+                finally:
+                    os._exit(recipe.SETUP_FAILED)
+        finally:
+            # The next fork would join the same PID namespace: back to this process's own.
+            libc.setns(self.own_pidns, libc.CLONE_NEWPID)
+            os.write(self.comm_fd, self.comm)
+        return child
 
     def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         payload = json.dumps(message).encode()
@@ -213,19 +271,9 @@ class ForkServer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.live.clear()
-
-
-def _read_handshake(fd: int) -> bytes | None:
-    """The setup child's handshake (up to EOF), or None after HANDSHAKE_TIMEOUT."""
-    chunks: list[bytes] = []
-    while True:
-        readable, _, _ = select.select([fd], [], [], HANDSHAKE_TIMEOUT)
-        if not readable:
-            return None
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+        for fd in self.netns_pool:
+            os.close(fd)
+        self.netns_pool.clear()
 
 
 _BOOTSTRAP: Final = """\

@@ -35,6 +35,13 @@ MS_REC: Final = 0x4000
 MS_PRIVATE: Final = 0x40000
 MNT_DETACH: Final = 0x2
 
+# mount_setattr(2).
+AT_RECURSIVE: Final = 0x8000
+MOUNT_ATTR_RDONLY: Final = 0x1
+MOUNT_ATTR_NOSUID: Final = 0x2
+MOUNT_ATTR_NODEV: Final = 0x4
+MOUNT_ATTR_NOEXEC: Final = 0x8
+
 # prctl(2) options.
 PR_SET_PDEATHSIG: Final = 1
 PR_SET_DUMPABLE: Final = 4
@@ -53,6 +60,7 @@ SECCOMP_MODE_FILTER: Final = 2
 
 # x86-64 syscall numbers of calls glibc 2.36 has no wrapper for.
 SYS_PIVOT_ROOT: Final = 155
+SYS_MOUNT_SETATTR: Final = 442
 
 _libc: Final = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -68,6 +76,8 @@ _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.umount2.restype = ctypes.c_int
 _libc.unshare.argtypes = (ctypes.c_int,)
 _libc.unshare.restype = ctypes.c_int
+_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
+_libc.setns.restype = ctypes.c_int
 _libc.prctl.argtypes = (
     ctypes.c_int,
     ctypes.c_ulong,
@@ -98,6 +108,38 @@ def _path(path: str | None) -> bytes | None:
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (``unshare(2)``)."""
     _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling process into the namespace behind ``fd`` (``setns(2)``)."""
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+class _MountAttr(ctypes.Structure):
+    """``struct mount_attr`` of mount_setattr(2)."""
+
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def mount_setattr_tree(target: str, attr_set: int, *, what: str = "mount_setattr") -> None:
+    """Set ``MOUNT_ATTR_*`` flags on ``target`` and every mount beneath it, in one call."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOUNT_SETATTR),
+            ctypes.c_int(-100),  # AT_FDCWD
+            ctypes.c_char_p(os.fsencode(target)),
+            ctypes.c_uint(AT_RECURSIVE),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        what,
+    )
 
 
 def mount(

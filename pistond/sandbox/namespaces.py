@@ -44,22 +44,54 @@ _IFREQ: Final = struct.Struct("16sH22x")
 
 
 def namespace_flags(*, network: bool) -> int:
-    """The ``unshare`` flags of a sandbox; with ``network`` it keeps the host's net namespace."""
-    flags = (
-        libc.CLONE_NEWNS
-        | libc.CLONE_NEWPID
-        | libc.CLONE_NEWIPC
-        | libc.CLONE_NEWUTS
-        | libc.CLONE_NEWCGROUP
-    )
+    """The namespaces PID 1 unshares (the PID namespace is the fork server's, cgroup comes last).
+
+    Without ``network`` a new network namespace too; with it, the host's network is shared.
+    """
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
     if not network:
         flags |= libc.CLONE_NEWNET
     return flags
 
 
-def enter_namespaces(*, network: bool) -> None:
-    """Unshare the sandbox's namespaces; the next child forked is PID 1 of the new PID namespace."""
-    libc.unshare(namespace_flags(network=network))
+def enter_namespaces(*, network: bool, netns_fd: int = -1) -> None:
+    """Unshare the sandbox's mount, IPC, UTS (and network) namespaces.
+
+    Args:
+        network: share the host's network namespace.
+        netns_fd: a fresh network namespace made for this sandbox alone (see
+            :func:`new_network_namespace`); entered, then closed, instead of unsharing one.
+    """
+    flags = namespace_flags(network=network)
+    if netns_fd >= 0 and not network:
+        flags &= ~libc.CLONE_NEWNET
+    libc.unshare(flags)
+    if netns_fd >= 0:
+        if not network:
+            libc.setns(netns_fd, libc.CLONE_NEWNET)
+        os.close(netns_fd)
+
+
+def enter_cgroup_namespace() -> None:
+    """Unshare the cgroup namespace, rooted at the cgroup this process is in now."""
+    libc.unshare(libc.CLONE_NEWCGROUP)
+
+
+def new_network_namespace(home_fd: int) -> int:
+    """A new network namespace with ``lo`` up, as an fd; the caller stays in ``home_fd``'s.
+
+    The fork server makes a few ahead of need (namespace creation is slow); each is given to
+    exactly one sandbox and closed.
+
+    Raises:
+        OSError: the namespace could not be made (the caller is back home in any case).
+    """
+    libc.unshare(libc.CLONE_NEWNET)
+    try:
+        bring_up_loopback()
+        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        libc.setns(home_fd, libc.CLONE_NEWNET)
 
 
 def bring_up_loopback() -> None:

@@ -1,23 +1,25 @@
 """The ordered child steps of DESIGN.md "Sandbox", run in the fork server's child.
 
-Three processes take part; each step is its own function, called in DESIGN.md's order:
+Two processes take part; each step is its own function, called in DESIGN.md's order:
 
-- **setup** (the fork server's direct child, in the host namespaces): step 1, new session and
-  cgroup join; step 2, unshare the namespaces and fork PID 1; it tells the fork server PID 1's
-  host pid over the handshake pipe and exits. PID 1 is reparented to the fork server, which is
-  a child subreaper, so the fork server reaps it and holds its pidfd race-free (it opens the
-  pidfd before it reaps anything).
-- **init** (PID 1 of the new PID namespace, root inside the namespaces): step 3, mounts and
-  pivot_root; step 4, loopback and hostname; then it forks the program and becomes the waiter
+- **init**: the fork server forks it directly as PID 1 of a new PID namespace (the fork server
+  unshares ``CLONE_NEWPID`` for its next child just before the fork), so the fork server holds
+  its pidfd at once. Step 1: new session; the fork server writes PID 1's pid into the job's
+  ``cgroup.procs`` files meanwhile (it pays the kernel's slow cgroup migration while PID 1
+  builds the sandbox) and then sends one byte on the start pipe. Step 2: unshare the mount,
+  IPC and UTS namespaces and enter a fresh network namespace (one of the fork server's
+  pre-made, never used before, or a new one). Step 3, mounts and pivot_root; step 4, loopback
+  and hostname. Then PID 1 waits for the start byte (nothing of the job has run yet), unshares
+  the cgroup namespace (rooted at the job's group), forks the program and becomes the waiter
   of :func:`pistond.sandbox.namespaces.serve_as_init`.
 - **program**: new session (its own process group, no controlling terminal); stdio; step 5,
   rlimits; step 6, the privilege drop; step 7, no_new_privs, seccomp, close other fds, exec
   with exactly the stage's environment.
 
-Failures: before PID 1 exists, the error goes to the fork server over the handshake pipe and
-the spawn fails. After, PID 1 writes a setup-error record to the report pipe (the program's
-exec failure reaches PID 1 through a close-on-exec pipe: silence means exec succeeded). Error
-texts name the step and the errno's text; they never hold host paths.
+Failures: a cgroup join the fork server cannot do kills PID 1 and fails the spawn. Any failed
+step of PID 1 becomes a setup-error record on the report pipe (the program's exec failure
+reaches PID 1 through a close-on-exec pipe: silence means exec succeeded). Error texts name
+the step and the errno's text; they never hold host paths.
 
 Timing mode (for ``bench/sandbox_overhead.py --breakdown``): when the fork server starts with
 ``PISTOND_SANDBOX_TIMING=1`` in its environment, every step records a CLOCK_MONOTONIC timestamp
@@ -51,11 +53,14 @@ P = ParamSpec("P")
 INIT_NAME: Final = b"pistond-init"
 SETUP_FAILED: Final = 127
 """Exit status of a setup or init process whose step failed."""
-HANDSHAKE_PID: Final = b"P"
-HANDSHAKE_ERROR: Final = b"E"
-_UNCATCHABLE: Final = frozenset({signal.SIGKILL, signal.SIGSTOP})
+START: Final = b"1"
+"""The start pipe's byte: PID 1 is in the job's cgroups."""
+_CATCHABLE: Final = tuple(
+    signum for signum in signal.valid_signals() if signum not in {signal.SIGKILL, signal.SIGSTOP}
+)
 _argv_area: list[object] = []
 """Keeps PID 1's replacement command line alive."""
+_FD_LIMIT: Final = 2**31 - 1
 TIMING_ENV: Final = "PISTOND_SANDBOX_TIMING"
 """Environment variable of the fork server that turns timing mode on (value ``1``)."""
 
@@ -107,7 +112,7 @@ def _become(role: str) -> None:
 
 @attrs.frozen
 class ChildFds:
-    """Descriptors the fork server's child receives (all inheritable copies it owns)."""
+    """Descriptors the fork server's child receives (all copies it owns)."""
 
     stdin: int
     stdout: int
@@ -116,56 +121,44 @@ class ChildFds:
     """Write end of the report pipe (only PID 1 keeps it)."""
     control: int
     """Read end of the control pipe (only PID 1 keeps it)."""
-    handshake: int
-    """Write end of the pipe to the fork server: PID 1's host pid or an early error."""
+    start: int
+    """Read end of the start pipe: one byte once PID 1 is in the job's cgroups, else EOF."""
+    netns: int = -1
+    """A fresh network namespace (loopback up) made for this sandbox alone, or -1."""
 
 
 class SetupFailed(Exception):
     """Raised by a recipe step that failed; its text is safe to send to a client."""
 
 
-def run_child(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
-    """The fork server's child: steps 1-2, then fork PID 1 and exit. Never returns."""
-    _become("setup")
-    try:
-        _step("new session", os.setsid)
-        _step("cgroup join", _join_cgroups, spec.cgroup_procs)
-        _step("reset signals", _reset_signals)
-        _step("close fds", _close_fds_except, {0, 1, 2, *attrs.astuple(fds)})
-        _step("namespaces", namespaces.enter_namespaces, network=spec.stage.network)
-        pid = _step("fork init", os.fork)
-    except BaseException as exc:  # every failure must reach the fork server
-        _write_all(fds.handshake, HANDSHAKE_ERROR + _describe(exc, log=True).encode())
-        os._exit(SETUP_FAILED)
-    if pid == 0:
-        _run_init(spec, fds, bpf)
-    flush_marks(fds.report)
-    _write_all(fds.handshake, HANDSHAKE_PID + str(pid).encode())
-    os._exit(0)
-
-
-def decode_handshake(data: bytes) -> int:
-    """PID 1's host pid from the handshake pipe's content.
+def join_cgroups(pid: int, procs_files: Iterable[str]) -> None:
+    """Step 1, done by the fork server: move ``pid`` (PID 1) into the job's cgroups.
 
     Raises:
-        SetupFailed: the child reported an error, or died without a word.
+        SetupFailed: a ``cgroup.procs`` file could not be written (the text names the step).
     """
-    if data.startswith(HANDSHAKE_PID) and data[1:].isdigit():
-        return int(data[1:])
-    if data.startswith(HANDSHAKE_ERROR):
-        raise SetupFailed(data[1:].decode("utf-8", "replace"))
-    raise SetupFailed("sandbox setup process died")
+    _step("cgroup join", _write_pid, pid, procs_files)
 
 
-def _run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
-    """PID 1: steps 3-4, fork the program, then wait for it as the namespace's init."""
+def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
+    """PID 1: steps 1-4, fork the program, then wait for it as the namespace's init."""
     _become("init")
     try:
-        os.close(fds.handshake)
+        _step("new session", os.setsid)
+        _step("reset signals", _reset_signals)
+        _step("close fds", _close_fds_except, {0, 1, 2, *attrs.astuple(fds)} - {-1})
+        _step(
+            "namespaces",
+            namespaces.enter_namespaces,
+            network=spec.stage.network,
+            netns_fd=fds.netns,
+        )
         _step("init name", _rename_init)
         _step("mounts", mounts.build_root, spec)
-        _step("network", _configure_network, spec)
+        _step("network", _configure_network, spec, fds.netns)
         _step("hostname", namespaces.set_hostname, spec.hostname)
+        _step("cgroup join", _await_start, fds.start)
+        _step("cgroup namespace", namespaces.enter_cgroup_namespace)
         wakeup = namespaces.install_child_wakeup()
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
         program = _step("fork program", os.fork)
@@ -250,45 +243,61 @@ def _on_program_exit(report_fd: int) -> None:
     flush_marks(report_fd)
 
 
-def _join_cgroups(procs_files: Iterable[str]) -> None:
-    """Step 1: move this process (and so everything it forks) into the job's cgroups."""
-    pid = str(os.getpid()).encode()
+def _write_pid(pid: int, procs_files: Iterable[str]) -> None:
+    """Write ``pid`` into each ``cgroup.procs`` file (so it and all it forks later are in)."""
+    data = str(pid).encode()
     for path in procs_files:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
-            os.write(fd, pid)
+            os.write(fd, data)
         finally:
             os.close(fd)
 
 
 def _rename_init() -> None:
-    """Give PID 1 a name, and where the kernel allows it a command line, naming nothing of the host.
+    """Where the kernel allows it, give PID 1 a command line naming nothing of the host.
+
+    Its name (``comm``) it has from birth: the fork server takes that name around the fork.
 
     Replacing the command line needs CAP_SYS_RESOURCE, which some containers withhold; the
     program cannot see PID 1 anyway (``/proc`` is mounted ``hidepid=2``), so that part is a
     second layer only.
     """
-    with open("/proc/self/comm", "wb") as file:
-        file.write(INIT_NAME)
     with contextlib.suppress(OSError):
         _argv_area.append(libc.set_argv_area(INIT_NAME))
 
 
-def _configure_network(spec: SpawnSpec) -> None:
-    """Step 4: in a private network namespace only ``lo`` exists; bring it up."""
-    if not spec.stage.network:
+def _configure_network(spec: SpawnSpec, netns_fd: int) -> None:
+    """Step 4: in a private network namespace only ``lo`` exists; bring it up.
+
+    A namespace from the fork server's pool has it up already.
+    """
+    if not spec.stage.network and netns_fd < 0:
         namespaces.bring_up_loopback()
 
 
+def _await_start(start_fd: int) -> None:
+    """Wait until the fork server has moved this process into the job's cgroups."""
+    try:
+        data = os.read(start_fd, 1)
+    finally:
+        os.close(start_fd)
+    if data != START:
+        raise OSError(errno.ECANCELED, "not done by the fork server")
+
+
 def _reset_signals() -> None:
-    """Default dispositions and an empty mask (Python ignores SIGPIPE and SIGXFSZ)."""
+    """Default dispositions and an empty mask (Python ignores SIGPIPE and SIGXFSZ).
+
+    Only the signals whose disposition is not already the default are reset: Python knows
+    every disposition (it reads the inherited ones at start and tracks its own changes).
+    """
     signal.set_wakeup_fd(-1)
-    for signum in signal.valid_signals():
-        if signum in _UNCATCHABLE:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            signal.signal(signum, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for signum in _CATCHABLE:
+        if signal.getsignal(signum) != signal.SIG_DFL:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def _attach_stdio(fds: ChildFds) -> None:
@@ -298,13 +307,13 @@ def _attach_stdio(fds: ChildFds) -> None:
 
 
 def _close_fds_except(keep: set[int]) -> None:
-    """Close every descriptor not in ``keep``."""
+    """Close every descriptor not in ``keep`` (``os.closerange`` is one close_range(2) call)."""
     low = 0
     for fd in sorted(keep):
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+    os.closerange(low, _FD_LIMIT)
 
 
 def _exec(stage: StageSpec) -> NoReturn:
