@@ -29,6 +29,7 @@ import pytest
 import trio
 
 from pistond.client import InteractiveJob, PistonClient, SyncClient, open_client
+from pistond.errors import PistondError
 from pistond.models import JobExit, JobOutput
 from pistond.testing.daemon import DaemonProcess
 
@@ -331,10 +332,16 @@ class Attack:
     async def execute(self, language: str, files: Sequence[Any], **options: Any) -> JobResult:
         """``execute`` on this test's connection, pinging the daemon while it runs."""
         version = self.host.versions[language]
+        refused: PistondError | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._ping_later)
-            result = await self.client.execute(language, version, list(files), **options)
+            try:
+                result = await self.client.execute(language, version, list(files), **options)
+            except PistondError as exc:  # re-raised outside the nursery, not in a group
+                refused = exc
             nursery.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
         return result
 
     async def run(self, name: str, *args: str, **options: Any) -> JobResult:

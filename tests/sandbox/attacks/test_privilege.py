@@ -161,12 +161,12 @@ def _root_canary() -> Iterator[str]:
 async def _gather(attack: Attack, *calls: tuple[str, ...]) -> list[StageResult]:
     results: list[StageResult | None] = [None] * len(calls)
 
-    async def one(index: int, name: str, *args: str) -> None:
-        results[index] = await attack.stage(name, *args)
+    async def one(index: int, call: tuple[str, ...]) -> None:
+        results[index] = await attack.stage(*call)
 
     async with trio.open_nursery() as nursery:
         for index, call in enumerate(calls):
-            nursery.start_soon(one, index, *call)
+            nursery.start_soon(one, index, call)
     return [result for result in results if result is not None]
 
 
