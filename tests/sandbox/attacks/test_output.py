@@ -3,13 +3,23 @@ and a background child holding the pipes): the daemon-side output cap, then the 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pistond.models import JobExit, JobOutput, StageResult, StageStatus
 
-from .conftest import OUTPUT_MAX, RUN_TIMEOUT, Attack, program_files
+from .conftest import OUTPUT_MAX, PROGRAMS, RUN_TIMEOUT, Attack, AttackHost, program_files
 
 
 def _rss_kib(pid: int) -> int:
@@ -61,6 +71,69 @@ async def test_runaway_stdout_is_cut_at_the_cap_interactively(attack: Attack) ->
     assert [(e.status, e.signal, e.message) for e in exits] == [
         (StageStatus.STDOUT_LIMIT, "SIGKILL", "stdout length exceeded")
     ]
+
+
+@pytest.fixture
+def gateway(attack_host: AttackHost) -> Iterator[str]:
+    """A pistond-gateway on a free loopback port, calling the session's daemon; its ws URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PISTON_SOCKET": str(attack_host.socket),
+        "PISTON_BIND_ADDRESS": f"127.0.0.1:{port}",
+        "PISTON_GATEWAY_ALLOW_ROOT": "true",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pistond.gateway"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert process.poll() is None, "the gateway exited"
+            assert time.monotonic() < deadline, "the gateway did not listen"
+            time.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}/api/v2/connect"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_runaway_stdout_is_cut_at_the_cap_over_websocket(
+    attack: Attack, gateway: str
+) -> None:
+    """Case 4 through the gateway WebSocket: 1024 stdout bytes, then an exit by SIGKILL."""
+    init = {
+        "type": "init",
+        "language": "python",
+        "version": attack.host.versions["python"],
+        "files": [{"name": "main.py", "content": (PROGRAMS / "runaway_stdout.py").read_text()}],
+    }
+    stdout = ""
+    exits = []
+    with trio.fail_after(15):
+        async with open_websocket_url(gateway) as websocket:
+            await websocket.send_message(json.dumps(init))
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    frame = json.loads(await websocket.get_message())
+                    if frame["type"] == "data" and frame["stream"] == "stdout":
+                        stdout += frame["data"]
+                    elif frame["type"] == "exit":
+                        exits.append(frame)
+    assert stdout == ("Piston is secure\n" * 100)[:OUTPUT_MAX]
+    assert [(frame["stage"], frame["signal"]) for frame in exits] == [("run", "SIGKILL")]
 
 
 async def test_stderr_flood_is_cut_at_the_cap(attack: Attack) -> None:
