@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -197,6 +196,12 @@ class AttackHost:
         found = [f"process {pid} of a box uid" for pid in self.box_processes()]
         found += [f"cgroup {group}" for group in self.job_groups()]
         found += [f"box mount {point}" for point in self.box_mounts()]
+        boxes = str(self.boxes) + "/"
+        found += [
+            f"mount {point}"
+            for point in _mounts_under(self.directory)
+            if not point.startswith(boxes)
+        ]
         if self.boxes.is_dir():
             found += [f"box directory {entry.name}" for entry in self.boxes.iterdir()]
         return found
@@ -244,8 +249,9 @@ def attack_host() -> Iterator[AttackHost]:
     uid_base = 62_000 + 16 * secrets.randbelow(150)
     cgroup_root = f"pistond-attacks-{secrets.token_hex(4)}"
     directory = Path(tempfile.mkdtemp(prefix="pistond-attacks-"))
-    daemon = DaemonProcess.start(directory, _settings(secret, uid_base, cgroup_root))
+    daemon: DaemonProcess | None = None
     try:
+        daemon = DaemonProcess.start(directory, _settings(secret, uid_base, cgroup_root))
         with SyncClient(daemon.socket) as client:
             versions = {runtime.language: runtime.version for runtime in client.runtimes()}
             limits = dict(client.status().limits)
@@ -264,12 +270,27 @@ def attack_host() -> Iterator[AttackHost]:
             watched={p: start for p, start in watched.items() if start is not None},
         )
     finally:
-        daemon.stop()
+        if daemon is not None:
+            daemon.stop()
         for point in _cgroup_mounts():
             if (point / cgroup_root).is_dir():
                 _remove_tree(point / cgroup_root)
-        subprocess.run(["umount", "-R", "-l", str(directory)], capture_output=True, check=False)
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_directory(directory)
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    prefix = str(directory) + "/"
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _remove_directory(directory: Path) -> None:
+    """Detach every mount left under ``directory``, then delete it, never crossing a mount."""
+    for point in _mounts_under(directory):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    left = _mounts_under(directory)
+    assert not left, f"mounts left under {directory}, not deleted: {left}"
+    subprocess.run(["rm", "-rf", "--one-file-system", str(directory)], check=True)
 
 
 def program_files(name: str) -> list[tuple[str, str]]:
