@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -291,6 +293,52 @@ def _remove_directory(directory: Path) -> None:
     left = _mounts_under(directory)
     assert not left, f"mounts left under {directory}, not deleted: {left}"
     subprocess.run(["rm", "-rf", "--one-file-system", str(directory)], check=True)
+
+
+@attrs.frozen
+class Gateway:
+    """A running ``pistond-gateway`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    """Its WebSocket ``/api/v2/connect`` URL."""
+
+
+@pytest.fixture
+def gateway(attack_host: AttackHost) -> Iterator[Gateway]:
+    """A pistond-gateway on a free loopback port, calling the session's daemon."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PISTON_SOCKET": str(attack_host.socket),
+        "PISTON_BIND_ADDRESS": f"127.0.0.1:{port}",
+        "PISTON_GATEWAY_ALLOW_ROOT": "true",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pistond.gateway"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert process.poll() is None, "the gateway exited"
+            assert time.monotonic() < deadline, "the gateway did not listen"
+            time.sleep(0.05)
+        yield Gateway(process, f"ws://127.0.0.1:{port}/api/v2/connect")
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def program_files(name: str) -> list[tuple[str, str]]:

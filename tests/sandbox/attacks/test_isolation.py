@@ -20,6 +20,9 @@ from pistond.models import StageResult, StageStatus
 from .conftest import Attack, table
 
 if TYPE_CHECKING:
+    from .conftest import Gateway
+
+if TYPE_CHECKING:
     from collections.abc import Iterator
 
 REPOSITORY = Path(__file__).parents[3]
@@ -301,9 +304,12 @@ async def test_ptrace_child_memory_is_not_writable(attack: Attack) -> None:
     assert rows["mem-child"] in ("EACCES", "EPERM")
 
 
-async def test_cross_process_kill_reaches_only_its_own_processes(attack: Attack) -> None:
-    """Case 34: B's kill sweeps reach only its own processes, never PID 1, another job or the
-    daemon; A finishes with its output and nil status."""
+async def test_cross_process_kill_reaches_only_its_own_processes(
+    attack: Attack, gateway: Gateway
+) -> None:
+    """Case 34: B's kill sweeps reach only its own processes, never PID 1, another job, the
+    daemon, the fork server or the gateway; A finishes with its output and nil status."""
+    assert gateway.process.poll() is None
     results: dict[str, StageResult] = {}
 
     async def one(key: str, name: str, *args: str) -> None:
@@ -324,6 +330,7 @@ async def test_cross_process_kill_reaches_only_its_own_processes(attack: Attack)
     assert rows["groups"] in ("none", own)
     assert rows["pidfd"] in ("none", own)
     assert killer.status in (None, StageStatus.SIGNALED), killer
+    assert gateway.process.poll() is None, "the gateway died"
 
 
 async def test_other_jobs_files_are_out_of_reach(attack: Attack) -> None:

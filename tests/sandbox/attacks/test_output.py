@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pistond.models import JobExit, JobOutput, StageResult, StageStatus
 
-from .conftest import OUTPUT_MAX, PROGRAMS, RUN_TIMEOUT, Attack, AttackHost, program_files
+from .conftest import OUTPUT_MAX, PROGRAMS, RUN_TIMEOUT, Attack, program_files
+
+if TYPE_CHECKING:
+    from .conftest import Gateway
 
 
 def _rss_kib(pid: int) -> int:
@@ -73,45 +70,8 @@ async def test_runaway_stdout_is_cut_at_the_cap_interactively(attack: Attack) ->
     ]
 
 
-@pytest.fixture
-def gateway(attack_host: AttackHost) -> Iterator[str]:
-    """A pistond-gateway on a free loopback port, calling the session's daemon; its ws URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    environ = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PISTON_SOCKET": str(attack_host.socket),
-        "PISTON_BIND_ADDRESS": f"127.0.0.1:{port}",
-        "PISTON_GATEWAY_ALLOW_ROOT": "true",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pistond.gateway"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as client:
-                if client.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert process.poll() is None, "the gateway exited"
-            assert time.monotonic() < deadline, "the gateway did not listen"
-            time.sleep(0.05)
-        yield f"ws://127.0.0.1:{port}/api/v2/connect"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def test_runaway_stdout_is_cut_at_the_cap_over_websocket(
-    attack: Attack, gateway: str
+    attack: Attack, gateway: Gateway
 ) -> None:
     """Case 4 through the gateway WebSocket: 1024 stdout bytes, then an exit by SIGKILL."""
     init = {
@@ -123,7 +83,7 @@ async def test_runaway_stdout_is_cut_at_the_cap_over_websocket(
     stdout = ""
     exits = []
     with trio.fail_after(15):
-        async with open_websocket_url(gateway) as websocket:
+        async with open_websocket_url(gateway.url) as websocket:
             await websocket.send_message(json.dumps(init))
             with contextlib.suppress(ConnectionClosed):
                 while True:
