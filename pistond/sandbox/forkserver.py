@@ -8,7 +8,11 @@ seccomp filter) and the child-side sandbox modules. It never runs job code: each
 the sandbox's PID 1 directly into a new PID namespace, and the child builds the sandbox
 (:mod:`pistond.sandbox.recipe`) while the fork server moves it into the job's cgroups, tells it
 to go on, and answers the daemon with its pidfd. When idle, it keeps a few fresh network
-namespaces ready (NETNS_POOL), each handed to exactly one sandbox.
+namespaces ready (NETNS_POOL), each handed to exactly one sandbox; and after each spawn it has
+a helper build the next sandbox's static root (same root view, uid, hostname and network) in a
+mount namespace of its own, so the next spawn enters it instead of paying for the mounts and
+the old root's detach (see :func:`pistond.sandbox.recipe.build_root_ahead`). A prepared
+namespace is used by one sandbox only, and dropped unused after READY_ROOT_MAX_AGE.
 
 Protocol over the inherited ``SOCK_SEQPACKET`` socket ``FD`` (one JSON object per message):
 
@@ -33,9 +37,12 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any, Final
 
-from pistond.sandbox import libc, namespaces, recipe, seccomp
+import attrs
+
+from pistond.sandbox import libc, mounts, namespaces, recipe, seccomp
 from pistond.sandbox.spec import SpawnSpec, spec_from_wire
 
 logger = logging.getLogger(__name__)
@@ -48,6 +55,30 @@ _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
 NETNS_POOL: Final = 4
 """Network namespaces made ahead of need, when no request waits."""
+READY_ROOTS: Final = 64
+"""Prepared mount namespaces (and helpers building one) at most."""
+READY_ROOT_MAX_AGE: Final = 10.0
+"""Seconds a prepared mount namespace may wait for its sandbox (host files may change)."""
+
+
+@attrs.define(eq=False)
+class _Builder:
+    """A helper process building a static root ahead (see recipe.build_root_ahead)."""
+
+    key: tuple[object, ...]
+    pid: int
+    ready: int
+    """Read end: START once built, EOF if it failed."""
+    hold: int
+    """Write end: closing it lets the helper exit."""
+
+
+@attrs.frozen
+class _ReadyRoot:
+    """A mount namespace holding a built static root, not used yet."""
+
+    fd: int
+    made_at: float
 
 
 def configure_socket(sock: socket.socket) -> None:
@@ -75,6 +106,10 @@ class ForkServer:
         self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.netns_pool: list[int] = []
         self.pool_broken = False
+        self.ready_roots: dict[tuple[object, ...], _ReadyRoot] = {}
+        self.builders: dict[int, _Builder] = {}
+        self.unpreparable: set[tuple[object, ...]] = set()
+        self.next_root: SpawnSpec | None = None
         self.comm_fd = os.open("/proc/thread-self/comm", os.O_RDWR | os.O_CLOEXEC)
         self.comm = os.read(self.comm_fd, 64).rstrip(b"\n") or b"pistond-forkserver"
 
@@ -88,14 +123,18 @@ class ForkServer:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         try:
             while not self.stopping:
+                watched = [self.sock.fileno(), wake_r, *self.builders]
                 readable: list[int] = []
                 if len(self.netns_pool) < NETNS_POOL and not self.pool_broken:
-                    readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [], 0)
+                    readable, _, _ = select.select(watched, [], [], 0)
                     if not readable:
                         self._add_network_namespace()
                         continue
                 else:
-                    readable, _, _ = select.select([self.sock.fileno(), wake_r], [], [])
+                    readable, _, _ = select.select(watched, [], [])
+                for fd in readable:
+                    if fd in self.builders:
+                        self._on_builder(self.builders.pop(fd))
                 if wake_r in readable:
                     self._on_signals(wake_r)
                 if self.sock.fileno() in readable and not self.stopping:
@@ -113,6 +152,66 @@ class ForkServer:
         if os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(self.own_netns).st_ino:
             logger.error("fork server lost its network namespace; stopping")
             self.stopping = True
+
+    def _take_ready_root(self, key: tuple[object, ...]) -> int:
+        """The prepared mount namespace for ``key`` (now no longer in the pool), or -1."""
+        ready = self.ready_roots.pop(key, None)
+        if ready is None:
+            return -1
+        if time.monotonic() - ready.made_at > READY_ROOT_MAX_AGE:
+            os.close(ready.fd)
+            return -1
+        return ready.fd
+
+    def _prepare_root(self, spec: SpawnSpec, key: tuple[object, ...]) -> None:
+        """Have a helper build the static root of the next sandbox like ``spec``."""
+        if (
+            key in self.ready_roots
+            or key in self.unpreparable
+            or any(builder.key == key for builder in self.builders.values())
+        ):
+            return
+        if len(self.ready_roots) + len(self.builders) >= READY_ROOTS:
+            oldest = min(self.ready_roots, key=lambda k: self.ready_roots[k].made_at, default=None)
+            if oldest is None:
+                return
+            os.close(self.ready_roots.pop(oldest).fd)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    recipe.build_root_ahead(spec, ready_w, hold_r)
+                finally:
+                    os._exit(recipe.SETUP_FAILED)
+        except OSError as exc:
+            logger.warning("cannot fork a root builder: %s", exc.strerror)
+            os.close(ready_r)
+            os.close(hold_w)
+            return
+        finally:
+            os.close(ready_w)
+            os.close(hold_r)
+        self.builders[ready_r] = _Builder(key=key, pid=pid, ready=ready_r, hold=hold_w)
+
+    def _on_builder(self, builder: _Builder) -> None:
+        """A root builder is done: keep its mount namespace, or remember that it failed."""
+        try:
+            done = os.read(builder.ready, 1) == recipe.START
+            if done:
+                fd = os.open(f"/proc/{builder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+                old = self.ready_roots.pop(builder.key, None)
+                if old is not None:
+                    os.close(old.fd)
+                self.ready_roots[builder.key] = _ReadyRoot(fd=fd, made_at=time.monotonic())
+            else:
+                self.unpreparable.add(builder.key)
+        except OSError as exc:
+            logger.warning("root builder %d: %s", builder.pid, exc.strerror)
+        finally:
+            os.close(builder.ready)
+            os.close(builder.hold)
 
     def _on_signals(self, wake_r: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -142,6 +241,9 @@ class ForkServer:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        if self.next_root is not None:
+            spec, self.next_root = self.next_root, None
+            self._prepare_root(spec, mounts.root_key(spec))
 
     def _answer(self, data: bytes, fds: list[int]) -> None:
         try:
@@ -174,6 +276,7 @@ class ForkServer:
         if recipe.timing_enabled():
             recipe.mark("replied")
             recipe.flush_marks(fds[3])
+        self.next_root = spec
 
     def _spawn(self, spec: SpawnSpec, fds: list[int]) -> tuple[int, int]:
         """Fork PID 1 of a new sandbox, move it into its cgroups, let it go on; pid and pidfd."""
@@ -182,18 +285,23 @@ class ForkServer:
         if not spec.stage.argv:
             raise SpawnFailed("empty argv")
         netns = -1 if spec.stage.network or not self.netns_pool else self.netns_pool.pop()
+        key = mounts.root_key(spec)
+        mntns = self._take_ready_root(key)
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         try:
             stdin, stdout, stderr, report, control = fds
-            child_fds = recipe.ChildFds(stdin, stdout, stderr, report, control, start_r, netns)
+            child_fds = recipe.ChildFds(
+                stdin, stdout, stderr, report, control, start_r, netns, mntns
+            )
             child = self._fork_init(spec, child_fds)
         except BaseException:
             os.close(start_w)
             raise
         finally:
             os.close(start_r)
-            if netns >= 0:
-                os.close(netns)
+            for fd in (netns, mntns):
+                if fd >= 0:
+                    os.close(fd)
         recipe.mark("forked")
         try:
             pidfd = os.pidfd_open(child)
@@ -274,6 +382,15 @@ class ForkServer:
         for fd in self.netns_pool:
             os.close(fd)
         self.netns_pool.clear()
+        for ready in self.ready_roots.values():
+            os.close(ready.fd)
+        self.ready_roots.clear()
+        for builder in self.builders.values():
+            os.close(builder.ready)
+            os.close(builder.hold)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(builder.pid, 0)
+        self.builders.clear()
 
 
 _BOOTSTRAP: Final = """\

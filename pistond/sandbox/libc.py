@@ -35,8 +35,14 @@ MS_REC: Final = 0x4000
 MS_PRIVATE: Final = 0x40000
 MNT_DETACH: Final = 0x2
 
-# mount_setattr(2).
+# open_tree(2), move_mount(2), mount_setattr(2).
+AT_FDCWD: Final = -100
+AT_SYMLINK_NOFOLLOW: Final = 0x100
+AT_EMPTY_PATH: Final = 0x1000
 AT_RECURSIVE: Final = 0x8000
+OPEN_TREE_CLONE: Final = 0x1
+OPEN_TREE_CLOEXEC: Final = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH: Final = 0x4
 MOUNT_ATTR_RDONLY: Final = 0x1
 MOUNT_ATTR_NOSUID: Final = 0x2
 MOUNT_ATTR_NODEV: Final = 0x4
@@ -60,6 +66,8 @@ SECCOMP_MODE_FILTER: Final = 2
 
 # x86-64 syscall numbers of calls glibc 2.36 has no wrapper for.
 SYS_PIVOT_ROOT: Final = 155
+SYS_OPEN_TREE: Final = 428
+SYS_MOVE_MOUNT: Final = 429
 SYS_MOUNT_SETATTR: Final = 442
 
 _libc: Final = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -126,17 +134,65 @@ class _MountAttr(ctypes.Structure):
     )
 
 
-def mount_setattr_tree(target: str, attr_set: int, *, what: str = "mount_setattr") -> None:
-    """Set ``MOUNT_ATTR_*`` flags on ``target`` and every mount beneath it, in one call."""
-    attr = _MountAttr(attr_set, 0, 0, 0)
+def mount_setattr(
+    dirfd: int,
+    path: str,
+    flags: int,
+    attr_set: int,
+    *,
+    propagation: int = 0,
+    what: str = "mount_setattr",
+) -> None:
+    """``mount_setattr(2)``: set ``MOUNT_ATTR_*`` flags (and a propagation type) on a mount.
+
+    ``flags`` takes ``AT_RECURSIVE`` (the whole tree) and ``AT_EMPTY_PATH`` (``dirfd`` itself,
+    e.g. a detached tree from :func:`open_tree`).
+    """
+    attr = _MountAttr(attr_set, 0, propagation, 0)
     _check(
         _libc.syscall(
             ctypes.c_long(SYS_MOUNT_SETATTR),
-            ctypes.c_int(-100),  # AT_FDCWD
-            ctypes.c_char_p(os.fsencode(target)),
-            ctypes.c_uint(AT_RECURSIVE),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.c_uint(flags),
             ctypes.byref(attr),
             ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        what,
+    )
+
+
+def open_tree(dirfd: int, path: str, flags: int, *, what: str = "open_tree") -> int:
+    """``open_tree(2)``: with ``OPEN_TREE_CLONE``, a detached copy of a mount, as an fd."""
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_OPEN_TREE),
+            ctypes.c_int(dirfd),
+            ctypes.c_char_p(os.fsencode(path)),
+            ctypes.c_uint(flags),
+        ),
+        what,
+    )
+
+
+def move_mount(
+    from_dirfd: int,
+    from_path: str,
+    to_dirfd: int,
+    to_path: str,
+    flags: int,
+    *,
+    what: str = "move_mount",
+) -> None:
+    """``move_mount(2)``: attach a (detached) mount at a path of this mount namespace."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(SYS_MOVE_MOUNT),
+            ctypes.c_int(from_dirfd),
+            ctypes.c_char_p(os.fsencode(from_path)),
+            ctypes.c_int(to_dirfd),
+            ctypes.c_char_p(os.fsencode(to_path)),
+            ctypes.c_uint(flags),
         ),
         what,
     )

@@ -24,6 +24,7 @@ nodes of ``/dev`` allow device access.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from typing import TYPE_CHECKING, Final
 
@@ -70,32 +71,110 @@ _BASE: Final = libc.MS_NOSUID | libc.MS_NODEV
 _RO_REMOUNT: Final = libc.MS_REMOUNT | libc.MS_BIND | libc.MS_RDONLY
 
 
-def build_root(spec: SpawnSpec) -> None:
+def build_root(spec: SpawnSpec, ready_fd: int = -1) -> None:
     """Make the sandbox's filesystem and pivot into it (DESIGN.md step 3).
+
+    Args:
+        spec: the sandbox.
+        ready_fd: a mount namespace made by :func:`prepare_root` for this spec's
+            :func:`root_key`, never used before: entered instead of building the static part.
+            Without it, the caller must already be in a private mount namespace of its own.
 
     Raises:
         OSError: a mount step failed; its message names the step by its sandbox path.
     """
+    box = open_box_tree(spec.box_path)
+    try:
+        if ready_fd >= 0:
+            libc.setns(ready_fd, libc.CLONE_NEWNS)
+            os.close(ready_fd)
+        else:
+            prepare_root(spec)
+        finish_root(spec, box)
+    finally:
+        os.close(box)
+
+
+def root_key(spec: SpawnSpec) -> tuple[object, ...]:
+    """What :func:`prepare_root` builds from: sandboxes with equal keys get equal roots."""
+    return (spec.stage.root, spec.stage.network, spec.uid, spec.hostname)
+
+
+def open_box_tree(box_path: str) -> int:
+    """A detached copy of the box mount (never through a symlink), to attach at ``/box``."""
+    flags = os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(box_path, flags)
+    except OSError as exc:
+        raise OSError(exc.errno, f"bind source of box: {exc.strerror}") from None
+    try:
+        return libc.open_tree(
+            fd,
+            "",
+            libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_EMPTY_PATH,
+            what="bind /box",
+        )
+    finally:
+        os.close(fd)
+
+
+def prepare_root(spec: SpawnSpec) -> None:
+    """The static part of a sandbox's filesystem, then pivot_root into it.
+
+    Run as root in a new mount namespace of its own: everything but the box, ``/tmp``,
+    ``/dev/shm`` and ``/proc`` (the root, its binds, the curated ``/etc``, the read-only
+    ``/dev``). The fork server has this done ahead of need in a helper process, whose mount
+    namespace the next sandbox with the same :func:`root_key` then enters.
+    """
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, what="private /")
     with _Sources() as sources:
         root = spec.stage.root
-        box = sources.open(spec.box_path, "box", directory=True, follow=False)
         runtime = None if root.path is None else sources.open(root.path, "root", directory=True)
         bind_fds = [sources.open(bind.source, bind.target) for bind in root.binds]
         devices = {name: sources.open(f"/dev/{name}", f"/dev/{name}") for name in DEVICES}
         if runtime is None:
             _host_view(spec, sources)
         else:
+            _check_mount_points(runtime)
             _bind(runtime, STAGING, writable=False, what="/")
         for bind, fd in zip(root.binds, bind_fds, strict=True):
             _user_bind(bind, fd, create=runtime is None)
-        _bind(box, _inside("/box"), writable=True, what="/box")
-        _scratch_tmpfs("/tmp", spec)
-        _dev(devices, spec)
-        _proc()
+        _dev(devices)
     if root.path is None:
         libc.mount(None, STAGING, None, libc.MS_REMOUNT | _RO | _BASE, what="read-only /")
     _pivot()
+
+
+def finish_root(spec: SpawnSpec, box: int) -> None:
+    """The per-sandbox part, in the pivoted root: the box at ``/box``, fresh tmpfs and /proc."""
+    libc.mount_setattr(
+        box,
+        "",
+        libc.AT_EMPTY_PATH,
+        libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
+        propagation=libc.MS_PRIVATE,
+        what="remount /box",
+    )
+    libc.move_mount(box, "", libc.AT_FDCWD, "/box", libc.MOVE_MOUNT_F_EMPTY_PATH, what="bind /box")
+    _scratch_tmpfs("/tmp", spec)
+    _scratch_tmpfs("/dev/shm", spec)
+    _proc()
+    os.chdir("/")
+
+
+_MOUNT_POINTS: Final = (
+    ("box", "bind /box"),
+    ("tmp", "tmpfs /tmp"),
+    ("dev", "tmpfs /dev"),
+    ("proc", "mount /proc"),
+)
+
+
+def _check_mount_points(root: str) -> None:
+    """A runtime root must hold the fixed mount points (nothing is created in a read-only root)."""
+    for name, what in _MOUNT_POINTS:
+        if not os.path.isdir(f"{root}/{name}"):
+            raise OSError(errno.ENOENT, f"{what}: {os.strerror(errno.ENOENT)}")
 
 
 class _Sources:
@@ -248,11 +327,11 @@ def _write_etc(spec: SpawnSpec) -> None:
 
 def _scratch_tmpfs(path: str, spec: SpawnSpec) -> None:
     options = f"size={spec.tmp_size},nr_inodes={spec.tmp_inodes},mode=1777"
-    _tmpfs(_inside(path), options, what=path)
+    _tmpfs(path, options, what=path)
 
 
-def _dev(devices: dict[str, str], spec: SpawnSpec) -> None:
-    """A read-only /dev with the five harmless devices, the fd links and a fresh /dev/shm."""
+def _dev(devices: dict[str, str]) -> None:
+    """A read-only /dev with the five harmless devices, the fd links and a /dev/shm mount point."""
     dev = _inside("/dev")
     _tmpfs(
         dev, "size=64k,nr_inodes=64,mode=0755", what="/dev", flags=libc.MS_NOSUID | libc.MS_NOEXEC
@@ -264,7 +343,6 @@ def _dev(devices: dict[str, str], spec: SpawnSpec) -> None:
     for name, target in DEV_LINKS:
         os.symlink(target, f"{dev}/{name}")
     os.mkdir(f"{dev}/shm", 0o1777)
-    _scratch_tmpfs("/dev/shm", spec)
     libc.mount(
         None,
         dev,
@@ -280,7 +358,7 @@ def _proc() -> None:
     ``hidepid=2`` hides the processes of other uids: the program sees its own processes only,
     not PID 1 (root), whose command line is the fork server's.
     """
-    proc = _inside("/proc")
+    proc = "/proc"
     flags = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
     libc.mount("proc", proc, "proc", flags, "hidepid=2", what="mount /proc")
     for name in ("sys", "sysrq-trigger"):
@@ -291,7 +369,8 @@ def _proc() -> None:
 
 
 def _pivot() -> None:
-    """Make the staging root ``/`` and detach the old root entirely."""
+    """Make the staging root ``/`` and detach the old root entirely (a slow call: the kernel
+    waits for an RCU grace period, which is why the fork server has roots made ahead)."""
     os.chdir(STAGING)
     libc.pivot_root(".", ".")
     libc.umount2(".", libc.MNT_DETACH, what="detach old root")

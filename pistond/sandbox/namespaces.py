@@ -54,15 +54,18 @@ def namespace_flags(*, network: bool) -> int:
     return flags
 
 
-def enter_namespaces(*, network: bool, netns_fd: int = -1) -> None:
+def enter_namespaces(*, network: bool, netns_fd: int = -1, mounts: bool = True) -> None:
     """Unshare the sandbox's mount, IPC, UTS (and network) namespaces.
 
     Args:
         network: share the host's network namespace.
+        mounts: unshare the mount namespace too (False: a prepared one is entered later).
         netns_fd: a fresh network namespace made for this sandbox alone (see
             :func:`new_network_namespace`); entered, then closed, instead of unsharing one.
     """
     flags = namespace_flags(network=network)
+    if not mounts:
+        flags &= ~libc.CLONE_NEWNS
     if netns_fd >= 0 and not network:
         flags &= ~libc.CLONE_NEWNET
     libc.unshare(flags)

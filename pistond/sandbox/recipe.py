@@ -125,6 +125,9 @@ class ChildFds:
     """Read end of the start pipe: one byte once PID 1 is in the job's cgroups, else EOF."""
     netns: int = -1
     """A fresh network namespace (loopback up) made for this sandbox alone, or -1."""
+    mntns: int = -1
+    """A mount namespace holding this sandbox's static root (:func:`build_root_ahead`), made
+    for it alone, or -1."""
 
 
 class SetupFailed(Exception):
@@ -152,9 +155,10 @@ def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
             namespaces.enter_namespaces,
             network=spec.stage.network,
             netns_fd=fds.netns,
+            mounts=fds.mntns < 0,
         )
         _step("init name", _rename_init)
-        _step("mounts", mounts.build_root, spec)
+        _step("mounts", mounts.build_root, spec, fds.mntns)
         _step("network", _configure_network, spec, fds.netns)
         _step("hostname", namespaces.set_hostname, spec.hostname)
         _step("cgroup join", _await_start, fds.start)
@@ -184,6 +188,27 @@ def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
         )
     except BaseException:  # init must exit, ending the namespace
         traceback.print_exc()
+        os._exit(SETUP_FAILED)
+    os._exit(0)
+
+
+def build_root_ahead(spec: SpawnSpec, ready_fd: int, hold_fd: int) -> NoReturn:
+    """A helper of the fork server: build ``spec``'s static root in a new mount namespace.
+
+    Writes :data:`START` on ``ready_fd`` once the root is built (the fork server then opens
+    this process's mount namespace), and stays until ``hold_fd`` reaches EOF. Never returns;
+    a failure just ends the process (the sandbox that would have used the namespace builds
+    its own root and reports the error).
+    """
+    _become("builder")
+    try:
+        _reset_signals()
+        _close_fds_except({0, 1, 2, ready_fd, hold_fd})
+        libc.unshare(libc.CLONE_NEWNS)
+        mounts.prepare_root(spec)
+        os.write(ready_fd, START)
+        os.read(hold_fd, 1)
+    except BaseException:  # the fork server sees EOF instead of START
         os._exit(SETUP_FAILED)
     os._exit(0)
 
