@@ -156,11 +156,8 @@ def test_build_small_debian_root(tmp_path: Path, recipe: Callable[..., Path]) ->
         root = layout.root
         assert (root / "usr/bin/lua5.4").exists()
         assert (root / "opt/warm").read_text() == "ok"
-        assert (
-            not any((root / "usr/share/man").glob("*/*"))
-            if (root / "usr/share/man").exists()
-            else True
-        )
+        # No manual pages are unpacked; maintainer scripts may still leave links (dash's sh.1.gz).
+        assert not [page for page in (root / "usr/share/man").rglob("*") if page.is_file()]
         for mount_point in ("proc", "dev", "tmp", "box", "piston/packages/lua/5.4.4"):
             assert (root / mount_point).is_dir()
         assert not [
