@@ -181,8 +181,16 @@ async def test_symlinks_never_reach_the_host(attack: Attack) -> None:
         "symlinks.py", str(canary), str(attack.host.daemon.data_directory), str(attack.host.socket)
     )
     rows = table(run.stdout)
-    for name in ("shadow", "data", "init-root", "socket", "canary"):
-        _resolved, read = rows[name].rsplit(" ", 1)
+    targets = {
+        "shadow": "/etc/shadow",
+        "data": str(attack.host.daemon.data_directory),
+        "init-root": "/proc/1/root",
+        "socket": str(attack.host.socket),
+        "canary": str(canary),
+    }
+    for name, target in targets.items():
+        resolved, read = rows[name].rsplit(" ", 1)
+        assert resolved == target, (name, rows[name])  # resolved in the sandbox's own root
         assert read in UNREACHABLE, (name, rows[name])
     assert rows["box-entries"] == "EACCES"
     assert rows["canary-chmod"] == "ENOENT"

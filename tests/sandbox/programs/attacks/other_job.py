@@ -16,7 +16,7 @@ if sys.argv[1] == "hold":
     say("holding", "yes")
     time.sleep(1.5)
     sys.exit(0)
-marker, boxes = sys.argv[2].encode(), sys.argv[3]
+needle, boxes = sys.argv[2].encode(), sys.argv[3]
 found = []
 for top in ("/", "/box", "/tmp", "/dev/shm"):
     for root, dirs, files in os.walk(top):
@@ -26,7 +26,7 @@ for top in ("/", "/box", "/tmp", "/dev/shm"):
             path = os.path.join(root, name)
             try:
                 with open(path, "rb") as file:
-                    if marker in file.read(1 << 20):
+                    if needle in file.read(1 << 20):
                         found.append(path)
             except OSError:
                 pass

@@ -23,7 +23,7 @@ def fill(fd: int) -> int:
 
 
 def exhaust() -> str:
-    held = []
+    held: list[object] = []
     stopped = "none"
     try:
         while True:

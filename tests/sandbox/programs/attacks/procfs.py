@@ -6,7 +6,7 @@ from probe import outcome, read_file, say, write_file
 
 pids = sorted((int(p) for p in os.listdir("/proc") if p.isdigit()))
 say("pids", ",".join(map(str, pids)))
-uids = set()
+uids: set[str] = set()
 for pid in pids:
     for name in ("cmdline", "environ", "status"):
         outcome(read_file, f"/proc/{pid}/{name}")
