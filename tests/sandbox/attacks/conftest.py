@@ -238,6 +238,7 @@ def _settings(secret: str, uid_base: int, cgroup_root: str) -> dict[str, str]:
         "PISTON_BOX_UID_BASE": str(uid_base),
         "PISTON_CGROUP_ROOT": cgroup_root,
         "PISTON_LOG_LEVEL": "INFO",
+        "PISTON_HOST_RUNTIMES": "true",
         "PISTOND_TEST_SECRET": secret,
     }
 
