@@ -40,7 +40,9 @@ async def _refused(attack: Attack, files: list[Any], **options: Any) -> str:
     """The invalid_params message of an execute that must be refused."""
     with pytest.raises(InvalidParams) as caught:
         await attack.execute("python", files, **options)
-    return str(caught.value)
+    message = str(caught.value)
+    assert str(attack.host.directory) not in message, "a host path in an error message"
+    return message
 
 
 async def test_huge_argv_is_refused_before_any_spawn(attack: Attack) -> None:
