@@ -130,10 +130,12 @@ def _decode_files(raw_files: list[Any]) -> tuple[SourceFile, ...]:
         if extra:
             raise InvalidParams(f"files[{index}] has an unknown field {extra[0]!r}")
         name = raw.get("name")
-        if name is None or name == "":
+        if name is None:
             name = f"file{index}.code"
         if not isinstance(name, str):
             raise InvalidParams(f"files[{index}].name must be a string")
+        if not name:
+            raise InvalidParams(f"files[{index}].name cannot be empty")
         check_file_name(name)
         if name in seen:
             raise InvalidParams(f'File path "{name}" is given twice')

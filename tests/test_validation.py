@@ -177,11 +177,15 @@ def test_validation_duplicate_and_nested_names() -> None:
     assert message(body(files=files)) == 'File path "a/b.py" is inside the file "a"'
 
 
-def test_validation_empty_or_null_name_means_default() -> None:
-    """A name that is "" or null gets file<i>.code, as upstream."""
-    files = [{"name": "", "content": "1"}, {"name": None, "content": "2"}]
+def test_validation_null_name_means_default_and_empty_is_refused() -> None:
+    """A null or absent name gets file<i>.code; an empty one is invalid_params (PROTOCOL.md).
+
+    The gateway turns Piston's "" into an absent name before it calls the daemon.
+    """
+    files = [{"content": "1"}, {"name": None, "content": "2"}]
     request, _, _ = validate(body(files=files))
     assert [file.name for file in request.files] == ["file0.code", "file1.code"]
+    assert message(body(files=[{"name": "", "content": "1"}])) == "files[0].name cannot be empty"
 
 
 def test_validation_file_encodings() -> None:

@@ -134,14 +134,6 @@ async def test_filename_traversal_is_refused(attack: Attack) -> None:
     assert "pwned" not in _read("/etc/passwd")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'finding: pistond/validation.py (_decode_files) treats the name "" as absent and '
-        "names the file file<index>.code, while PROTOCOL.md and attacks.md make an empty name "
-        "invalid_params; safe (nothing lands outside the box) but off the contract"
-    ),
-)
 async def test_empty_filename_is_refused(attack: Attack) -> None:
     """Further case: an empty file name is invalid_params (PROTOCOL.md ``execute``)."""
     await _refused(attack, [("main.py", "print(1)\n"), ("", "pwned")])
