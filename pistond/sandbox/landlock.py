@@ -2,7 +2,7 @@
 
 The mounts already make ``/`` and the runtime read-only; Landlock adds what they cannot say:
 no write access to ``/proc`` (a job's own ``/proc/<pid>/mem``, ``/proc/self/attr/*``,
-``/proc/sys``), no device or socket-file creation anywhere, and, from ABI 6, no connecting to
+``/proc/sys``), no file creation outside the writable mounts, and, from ABI 6, no connecting to
 abstract Unix sockets or signalling processes outside the job's own Landlock domain. Pipes and
 sockets passed as descriptors are not affected. Applied in the program child after
 ``no_new_privs`` and before seccomp; a kernel without Landlock skips it (logged by the daemon).
@@ -42,7 +42,6 @@ _ABI1_WRITES: Final = (
     WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK
     | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM
 )  # fmt: skip
-_DEVICE_MAKERS: Final = MAKE_CHAR | MAKE_BLOCK
 _FILE_WRITES: Final = WRITE_FILE | TRUNCATE
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -89,7 +88,7 @@ def restrict(writable: Iterable[str], file_writable: Iterable[str], *, abi: int)
     """Restrict this process (and its future children) to writing beneath ``writable``.
 
     Args:
-        writable: directories where files may be created, written, removed (not devices).
+        writable: directories where files may be created, written and removed.
         file_writable: directories whose existing files may be written but nothing created
             (``/dev``: the null, zero and full nodes).
         abi: the kernel's ABI version (:func:`abi_version`), at least 1.
@@ -106,7 +105,9 @@ def restrict(writable: Iterable[str], file_writable: Iterable[str], *, abi: int)
         "landlock_create_ruleset",
     )
     try:
-        rules = [(path, handled & ~_DEVICE_MAKERS) for path in writable]
+        # Device creation stays allowed here so that mknod fails as it always did, EPERM for want
+        # of CAP_MKNOD (and the mounts are nodev): Landlock would answer EACCES first.
+        rules = [(path, handled) for path in writable]
         rules += [(path, handled & _FILE_WRITES) for path in file_writable]
         for path, access in rules:
             fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -41,7 +41,10 @@ from typing import TYPE_CHECKING, Final, NoReturn, ParamSpec
 
 import attrs
 
-from pistond.sandbox import credentials, libc, mounts, namespaces, rlimits, seccomp
+from pistond.sandbox import credentials, landlock, libc, mounts, namespaces, rlimits, seccomp
+
+LANDLOCK_ABI = landlock.abi_version()
+"""The kernel's Landlock ABI, read once in the fork server; 0 means no Landlock."""
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -225,6 +228,8 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
         _step("privilege drop", credentials.drop_privileges, spec.uid)
         _step("working directory", os.chdir, spec.stage.cwd)
         _step("no_new_privs", credentials.set_no_new_privs)
+        if LANDLOCK_ABI:
+            _step("landlock", landlock.restrict, _writable(spec), ("/dev",), abi=LANDLOCK_ABI)
         _step("seccomp", seccomp.install, bpf)
         flush_marks(fds.report)
         _close_fds_except({0, 1, 2, exec_fd})
@@ -232,6 +237,12 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
     except BaseException as exc:  # reported to PID 1, then exit
         _write_all(exec_fd, _describe(exc, log=False).encode())
     os._exit(SETUP_FAILED)
+
+
+def _writable(spec: SpawnSpec) -> list[str]:
+    """Where the program may create and write files: its writable mounts."""
+    binds = [bind.target for bind in spec.stage.root.binds if bind.writable]
+    return ["/box", "/tmp", "/dev/shm", *binds]
 
 
 def _step(name: str, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs) -> int:
