@@ -2,5 +2,4 @@
 
 from __future__ import annotations
 
-from pistond.ppman.manager import PackageInfo as PackageInfo
 from pistond.ppman.manager import PackageManager as PackageManager

@@ -16,6 +16,7 @@ import trio
 from pistond_packages.layout import PackageLayout, installed_packages
 
 from pistond.errors import PackageError, PackageNotFound
+from pistond.models import PackageInfo
 from pistond.ppman import install as installing
 from pistond.ppman.build import Builder
 from pistond.ppman.index import IndexCache, IndexEntry
@@ -40,18 +41,6 @@ logger = logging.getLogger(__name__)
 
 SOURCE_LOCAL: Final = "local"
 SOURCE_INDEX: Final = "index"
-
-
-@attrs.frozen
-class PackageInfo:
-    """One ``packages`` entry (PROTOCOL.md)."""
-
-    language: str
-    """The package name."""
-    version: str
-    installed: bool
-    source: str
-    """``local`` (a recipe here) or ``index`` (a configured index)."""
 
 
 @attrs.frozen

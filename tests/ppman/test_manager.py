@@ -9,7 +9,8 @@ import pytest
 
 from pistond.config import DaemonConfig
 from pistond.errors import PackageError, PackageNotFound
-from pistond.ppman import PackageInfo, PackageManager
+from pistond.models import PackageInfo
+from pistond.ppman import PackageManager
 from pistond.ppman.build import Builder
 from pistond.ppman.pack import pack
 from pistond.ppman.recipes import load_recipe
