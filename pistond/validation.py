@@ -89,19 +89,10 @@ def validate_execute(
     unknown = sorted(set(params) - FIELDS)
     if unknown:
         raise InvalidParams(f"unknown field {unknown[0]!r}")
-    language = params.get("language")
-    if not isinstance(language, str) or not language:
-        raise InvalidParams("language is required as a string")
-    version = params.get("version")
-    if not isinstance(version, str) or not version:
-        raise InvalidParams("version is required as a string")
-    raw_files = params.get("files")
-    if not isinstance(raw_files, list):
-        raise InvalidParams("files is required as an array")
-    for index, raw in enumerate(raw_files):
-        content = raw.get("content") if isinstance(raw, dict) else None
-        if not isinstance(content, str | bytes):
-            raise InvalidParams(f"files[{index}].content is required as a string")
+    message = piston_field_error(params, binary_content=True)
+    if message is not None:
+        raise InvalidParams(message)
+    language, version, raw_files = params["language"], params["version"], params["files"]
     runtime = resolve(language, version)
     files = _decode_files(raw_files)
     if runtime.language != "file" and not any(file.is_text for file in files):
@@ -118,6 +109,30 @@ def validate_execute(
         limits={name: value for name, value in limits.items() if value is not None},
     )
     return request, runtime, caps
+
+
+def piston_field_error(params: Mapping[str, Any], *, binary_content: bool) -> str | None:
+    """Piston's checks 1 to 4 (piston-v2.md §1.4), in order: the first failure's text, or None.
+
+    Args:
+        params: the request's fields.
+        binary_content: whether bytes count as content (msgpack bin; never in Piston's JSON).
+    """
+    language = params.get("language")
+    if not isinstance(language, str) or not language:
+        return "language is required as a string"
+    version = params.get("version")
+    if not isinstance(version, str) or not version:
+        return "version is required as a string"
+    files = params.get("files")
+    if not isinstance(files, list):
+        return "files is required as an array"
+    content_types = (str, bytes) if binary_content else (str,)
+    for index, raw in enumerate(files):
+        content = raw.get("content") if isinstance(raw, dict) else None
+        if not isinstance(content, content_types):
+            return f"files[{index}].content is required as a string"
+    return None
 
 
 def _decode_files(raw_files: list[Any]) -> tuple[SourceFile, ...]:

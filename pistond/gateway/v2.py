@@ -20,6 +20,7 @@ import cattrs
 from pistond.gateway.errors import bad_request
 from pistond.models import JobResult, RuntimeInfo, StageResult, StageStatus
 from pistond.signals import SIGNALS
+from pistond.validation import piston_field_error
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -127,18 +128,10 @@ def execute_params(body: object) -> dict[str, Any]:
         HttpError: 400 with Piston's message for its checks 1 to 4.
     """
     fields: Mapping[str, Any] = body if isinstance(body, dict) else {}
-    language = fields.get("language")
-    if not isinstance(language, str) or not language:
-        raise bad_request("language is required as a string")
-    version = fields.get("version")
-    if not isinstance(version, str) or not version:
-        raise bad_request("version is required as a string")
-    files = fields.get("files")
-    if not isinstance(files, list):
-        raise bad_request("files is required as an array")
-    for index, file in enumerate(files):
-        if not isinstance(file, dict) or not isinstance(file.get("content"), str):
-            raise bad_request(f"files[{index}].content is required as a string")
+    message = piston_field_error(fields, binary_content=False)
+    if message is not None:
+        raise bad_request(message)
+    language, version, files = fields["language"], fields["version"], fields["files"]
     params: dict[str, Any] = {
         "language": wire_text(language),
         "version": wire_text(version),
