@@ -141,7 +141,8 @@ def execute_params(body: object) -> dict[str, Any]:
     if stdin is None:
         stdin = ""
     if isinstance(stdin, str):
-        params["stdin"] = stdin if stdin.endswith("\n") else wire_text(stdin) + "\n"
+        text = wire_text(stdin)
+        params["stdin"] = text if text.endswith("\n") else text + "\n"
     else:
         params["stdin"] = _wire_value(stdin)
     args = fields.get("args")
