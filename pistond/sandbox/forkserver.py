@@ -79,6 +79,15 @@ class _ReadyRoot:
 
     fd: int
     made_at: float
+    hold: int
+    """Its builder's hold pipe: the builder stays in the namespace until this is closed, so
+    the namespace's teardown (slow: an RCU grace period) happens in the builder's exit, not
+    in the exit of the sandbox's PID 1."""
+
+    def close(self) -> None:
+        """Drop the namespace unused."""
+        os.close(self.fd)
+        os.close(self.hold)
 
 
 def configure_socket(sock: socket.socket) -> None:
@@ -110,6 +119,8 @@ class ForkServer:
         self.builders: dict[int, _Builder] = {}
         self.unpreparable: set[tuple[object, ...]] = set()
         self.next_root: SpawnSpec | None = None
+        self.holds: dict[int, int] = {}
+        """PID 1 of a sandbox on a prepared root -> its builder's hold pipe, closed at its end."""
         self.comm_fd = os.open("/proc/thread-self/comm", os.O_RDWR | os.O_CLOEXEC)
         self.comm = os.read(self.comm_fd, 64).rstrip(b"\n") or b"pistond-forkserver"
 
@@ -153,15 +164,13 @@ class ForkServer:
             logger.error("fork server lost its network namespace; stopping")
             self.stopping = True
 
-    def _take_ready_root(self, key: tuple[object, ...]) -> int:
-        """The prepared mount namespace for ``key`` (now no longer in the pool), or -1."""
+    def _take_ready_root(self, key: tuple[object, ...]) -> _ReadyRoot | None:
+        """The prepared mount namespace for ``key`` (now no longer in the pool), or None."""
         ready = self.ready_roots.pop(key, None)
-        if ready is None:
-            return -1
-        if time.monotonic() - ready.made_at > READY_ROOT_MAX_AGE:
-            os.close(ready.fd)
-            return -1
-        return ready.fd
+        if ready is not None and time.monotonic() - ready.made_at > READY_ROOT_MAX_AGE:
+            ready.close()
+            return None
+        return ready
 
     def _prepare_root(self, spec: SpawnSpec, key: tuple[object, ...]) -> None:
         """Have a helper build the static root of the next sandbox like ``spec``."""
@@ -175,7 +184,7 @@ class ForkServer:
             oldest = min(self.ready_roots, key=lambda k: self.ready_roots[k].made_at, default=None)
             if oldest is None:
                 return
-            os.close(self.ready_roots.pop(oldest).fd)
+            self.ready_roots.pop(oldest).close()
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -203,15 +212,17 @@ class ForkServer:
                 fd = os.open(f"/proc/{builder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
                 old = self.ready_roots.pop(builder.key, None)
                 if old is not None:
-                    os.close(old.fd)
-                self.ready_roots[builder.key] = _ReadyRoot(fd=fd, made_at=time.monotonic())
-            else:
-                self.unpreparable.add(builder.key)
+                    old.close()
+                self.ready_roots[builder.key] = _ReadyRoot(
+                    fd=fd, made_at=time.monotonic(), hold=builder.hold
+                )
+                return
+            self.unpreparable.add(builder.key)
         except OSError as exc:
             logger.warning("root builder %d: %s", builder.pid, exc.strerror)
         finally:
             os.close(builder.ready)
-            os.close(builder.hold)
+        os.close(builder.hold)
 
     def _on_signals(self, wake_r: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -285,8 +296,8 @@ class ForkServer:
         if not spec.stage.argv:
             raise SpawnFailed("empty argv")
         netns = -1 if spec.stage.network or not self.netns_pool else self.netns_pool.pop()
-        key = mounts.root_key(spec)
-        mntns = self._take_ready_root(key)
+        ready = self._take_ready_root(mounts.root_key(spec))
+        mntns = -1 if ready is None else ready.fd
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         try:
             stdin, stdout, stderr, report, control = fds
@@ -296,12 +307,16 @@ class ForkServer:
             child = self._fork_init(spec, child_fds)
         except BaseException:
             os.close(start_w)
+            if ready is not None:
+                os.close(ready.hold)
             raise
         finally:
             os.close(start_r)
             for fd in (netns, mntns):
                 if fd >= 0:
                     os.close(fd)
+        if ready is not None:
+            self.holds[child] = ready.hold
         recipe.mark("forked")
         try:
             pidfd = os.pidfd_open(child)
@@ -315,7 +330,9 @@ class ForkServer:
             except recipe.SetupFailed as exc:
                 raise SpawnFailed(str(exc)) from None
             recipe.mark("cgroup joined")
-            os.write(start_w, recipe.START)
+            # A PID 1 that failed already (its report says why) no longer reads the pipe.
+            with contextlib.suppress(BrokenPipeError):
+                os.write(start_w, recipe.START)
         except BaseException:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
@@ -364,6 +381,9 @@ class ForkServer:
                 return
             if pid == 0:
                 return
+            hold = self.holds.pop(pid, None)
+            if hold is not None:
+                os.close(hold)
             if pid in self.live:
                 self.live.discard(pid)
                 payload = json.dumps({"exited": pid, "status": status}).encode()
@@ -383,8 +403,11 @@ class ForkServer:
             os.close(fd)
         self.netns_pool.clear()
         for ready in self.ready_roots.values():
-            os.close(ready.fd)
+            ready.close()
         self.ready_roots.clear()
+        for hold in self.holds.values():
+            os.close(hold)
+        self.holds.clear()
         for builder in self.builders.values():
             os.close(builder.ready)
             os.close(builder.hold)
