@@ -189,7 +189,10 @@ async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[B
     try:
         yield box
     finally:
-        unmount_box(config, box)
+        # The detach waits for an RCU grace period in the kernel: in a worker thread, so the
+        # daemon's other jobs go on meanwhile. Shielded: the box is always torn down.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(unmount_box, config, box)
 
 
 def _unescape_mountinfo(field: str) -> str:
