@@ -7,11 +7,11 @@ Single-threaded and small: it imports the standard library, pyseccomp (once, to 
 seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks
 the sandbox's PID 1 directly into a new PID namespace, and the child builds the sandbox
 (:mod:`pistond.sandbox.recipe`) while the fork server moves it into the job's cgroups, tells it
-to go on, and answers the daemon with its pidfd. When idle, it keeps a few fresh network
-namespaces ready (NETNS_POOL), each handed to exactly one sandbox; and after each spawn it has
-a helper build the next sandbox's static root (same root view, uid, hostname and network) in a
-mount namespace of its own, so the next spawn enters it instead of paying for the mounts and
-the old root's detach (see :func:`pistond.sandbox.recipe.build_root_ahead`). A prepared
+to go on, and answers the daemon with its pidfd. After each spawn it has a helper
+build the next sandbox's static root (same root view, uid, hostname and network) in a mount
+namespace of its own, with a fresh network namespace (loopback up) beside it, so the next
+spawn enters both instead of paying for their creation, the mounts and the old root's detach
+(see :func:`pistond.sandbox.recipe.build_root_ahead`). A prepared
 namespace is used by one sandbox only, and dropped unused after READY_ROOT_MAX_AGE.
 
 Protocol over the inherited ``SOCK_SEQPACKET`` socket ``FD`` (one JSON object per message):
@@ -42,7 +42,7 @@ from typing import Any, Final
 
 import attrs
 
-from pistond.sandbox import libc, mounts, namespaces, recipe, seccomp
+from pistond.sandbox import libc, mounts, recipe, seccomp
 from pistond.sandbox.spec import SpawnSpec, spec_from_wire
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ SOCKET_BUFFER: Final = 2 * MAX_MESSAGE
 FD_COUNT: Final = 5
 _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
-NETNS_POOL: Final = 4
-"""Network namespaces made ahead of need, when no request waits."""
 READY_ROOTS: Final = 64
 """Prepared mount namespaces (and helpers building one) at most."""
 READY_ROOT_MAX_AGE: Final = 10.0
@@ -66,6 +64,8 @@ class _Builder:
     """A helper process building a static root ahead (see recipe.build_root_ahead)."""
 
     key: tuple[object, ...]
+    network: bool
+    """The sandbox shares the host's network (no network namespace is made)."""
     pid: int
     ready: int
     """Read end: START once built, EOF if it failed."""
@@ -78,6 +78,9 @@ class _ReadyRoot:
     """A mount namespace holding a built static root, not used yet."""
 
     fd: int
+    """The mount namespace."""
+    netns: int
+    """The network namespace made with it (-1 for a sandbox on the host's network)."""
     made_at: float
     hold: int
     """Its builder's hold pipe: the builder stays in the namespace until this is closed, so
@@ -85,9 +88,10 @@ class _ReadyRoot:
     in the exit of the sandbox's PID 1."""
 
     def close(self) -> None:
-        """Drop the namespace unused."""
-        os.close(self.fd)
-        os.close(self.hold)
+        """Drop the namespaces unused."""
+        for fd in (self.fd, self.netns, self.hold):
+            if fd >= 0:
+                os.close(fd)
 
 
 def configure_socket(sock: socket.socket) -> None:
@@ -112,9 +116,6 @@ class ForkServer:
         self.live: set[int] = set()
         self.stopping = False
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        self.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.netns_pool: list[int] = []
-        self.pool_broken = False
         self.ready_roots: dict[tuple[object, ...], _ReadyRoot] = {}
         self.builders: dict[int, _Builder] = {}
         self.unpreparable: set[tuple[object, ...]] = set()
@@ -135,14 +136,7 @@ class ForkServer:
         try:
             while not self.stopping:
                 watched = [self.sock.fileno(), wake_r, *self.builders]
-                readable: list[int] = []
-                if len(self.netns_pool) < NETNS_POOL and not self.pool_broken:
-                    readable, _, _ = select.select(watched, [], [], 0)
-                    if not readable:
-                        self._add_network_namespace()
-                        continue
-                else:
-                    readable, _, _ = select.select(watched, [], [])
+                readable, _, _ = select.select(watched, [], [])
                 for fd in readable:
                     if fd in self.builders:
                         self._on_builder(self.builders.pop(fd))
@@ -152,17 +146,6 @@ class ForkServer:
                     self._on_message()
         finally:
             self._kill_all()
-
-    def _add_network_namespace(self) -> None:
-        """Make one fresh network namespace for the pool (on failure, stop pooling)."""
-        try:
-            self.netns_pool.append(namespaces.new_network_namespace(self.own_netns))
-        except OSError as exc:
-            logger.warning("no network namespace pool: %s", exc)
-            self.pool_broken = True
-        if os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(self.own_netns).st_ino:
-            logger.error("fork server lost its network namespace; stopping")
-            self.stopping = True
 
     def _take_ready_root(self, key: tuple[object, ...]) -> _ReadyRoot | None:
         """The prepared mount namespace for ``key`` (now no longer in the pool), or None."""
@@ -202,7 +185,9 @@ class ForkServer:
         finally:
             os.close(ready_w)
             os.close(hold_r)
-        self.builders[ready_r] = _Builder(key=key, pid=pid, ready=ready_r, hold=hold_w)
+        self.builders[ready_r] = _Builder(
+            key=key, network=spec.stage.network, pid=pid, ready=ready_r, hold=hold_w
+        )
 
     def _on_builder(self, builder: _Builder) -> None:
         """A root builder is done: keep its mount namespace, or remember that it failed."""
@@ -210,11 +195,18 @@ class ForkServer:
             done = os.read(builder.ready, 1) == recipe.START
             if done:
                 fd = os.open(f"/proc/{builder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+                netns = -1
+                if not builder.network:
+                    try:
+                        netns = os.open(f"/proc/{builder.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                    except OSError:
+                        os.close(fd)
+                        raise
                 old = self.ready_roots.pop(builder.key, None)
                 if old is not None:
                     old.close()
                 self.ready_roots[builder.key] = _ReadyRoot(
-                    fd=fd, made_at=time.monotonic(), hold=builder.hold
+                    fd=fd, netns=netns, made_at=time.monotonic(), hold=builder.hold
                 )
                 return
             self.unpreparable.add(builder.key)
@@ -295,9 +287,9 @@ class ForkServer:
             raise SpawnFailed("the box uid must not be 0")
         if not spec.stage.argv:
             raise SpawnFailed("empty argv")
-        netns = -1 if spec.stage.network or not self.netns_pool else self.netns_pool.pop()
         ready = self._take_ready_root(mounts.root_key(spec))
         mntns = -1 if ready is None else ready.fd
+        netns = -1 if ready is None else ready.netns
         start_r, start_w = os.pipe2(os.O_CLOEXEC)
         try:
             stdin, stdout, stderr, report, control = fds
@@ -399,9 +391,6 @@ class ForkServer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.live.clear()
-        for fd in self.netns_pool:
-            os.close(fd)
-        self.netns_pool.clear()
         for ready in self.ready_roots.values():
             ready.close()
         self.ready_roots.clear()

@@ -60,8 +60,8 @@ def enter_namespaces(*, network: bool, netns_fd: int = -1, mounts: bool = True) 
     Args:
         network: share the host's network namespace.
         mounts: unshare the mount namespace too (False: a prepared one is entered later).
-        netns_fd: a fresh network namespace made for this sandbox alone (see
-            :func:`new_network_namespace`); entered, then closed, instead of unsharing one.
+        netns_fd: a fresh network namespace made for this sandbox alone (by the fork
+            server's root builder); entered, then closed, instead of unsharing one.
     """
     flags = namespace_flags(network=network)
     if not mounts:
@@ -78,23 +78,6 @@ def enter_namespaces(*, network: bool, netns_fd: int = -1, mounts: bool = True) 
 def enter_cgroup_namespace() -> None:
     """Unshare the cgroup namespace, rooted at the cgroup this process is in now."""
     libc.unshare(libc.CLONE_NEWCGROUP)
-
-
-def new_network_namespace(home_fd: int) -> int:
-    """A new network namespace with ``lo`` up, as an fd; the caller stays in ``home_fd``'s.
-
-    The fork server makes a few ahead of need (namespace creation is slow); each is given to
-    exactly one sandbox and closed.
-
-    Raises:
-        OSError: the namespace could not be made (the caller is back home in any case).
-    """
-    libc.unshare(libc.CLONE_NEWNET)
-    try:
-        bring_up_loopback()
-        return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    finally:
-        libc.setns(home_fd, libc.CLONE_NEWNET)
 
 
 def bring_up_loopback() -> None:

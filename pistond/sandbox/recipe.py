@@ -6,12 +6,13 @@ Two processes take part; each step is its own function, called in DESIGN.md's or
   unshares ``CLONE_NEWPID`` for its next child just before the fork), so the fork server holds
   its pidfd at once. Step 1: new session; the fork server writes PID 1's pid into the job's
   ``cgroup.procs`` files meanwhile (it pays the kernel's slow cgroup migration while PID 1
-  builds the sandbox) and then sends one byte on the start pipe. Step 2: unshare the mount,
-  IPC and UTS namespaces and enter a fresh network namespace (one of the fork server's
-  pre-made, never used before, or a new one). Step 3, mounts and pivot_root; step 4, loopback
-  and hostname. Then PID 1 waits for the start byte (nothing of the job has run yet), unshares
-  the cgroup namespace (rooted at the job's group), forks the program and becomes the waiter
-  of :func:`pistond.sandbox.namespaces.serve_as_init`.
+  builds the sandbox) and then sends one byte on the start pipe. Step 2: unshare the IPC and
+  UTS namespaces, and enter the mount and network namespaces a helper prepared for this
+  sandbox (never used before; without them, it unshares new ones and does step 3 in full).
+  Step 3, the per-sandbox mounts; step 4, loopback and hostname. Then PID 1 waits for the
+  start byte (nothing of the job has run yet), unshares the cgroup namespace (rooted at the
+  job's group), forks the program and becomes the waiter of
+  :func:`pistond.sandbox.namespaces.serve_as_init`.
 - **program**: new session (its own process group, no controlling terminal); stdio; step 5,
   rlimits; step 6, the privilege drop; step 7, no_new_privs, seccomp, close other fds, exec
   with exactly the stage's environment.
@@ -127,7 +128,9 @@ class ChildFds:
     start: int
     """Read end of the start pipe: one byte once PID 1 is in the job's cgroups, else EOF."""
     netns: int = -1
-    """A fresh network namespace (loopback up) made for this sandbox alone, or -1."""
+    """A fresh network namespace (loopback up) made for this sandbox alone, or -1.
+
+    Made by :func:`build_root_ahead` with the mount namespace ``mntns``."""
     mntns: int = -1
     """A mount namespace holding this sandbox's static root (:func:`build_root_ahead`), made
     for it alone, or -1."""
@@ -198,6 +201,9 @@ def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
 def build_root_ahead(spec: SpawnSpec, ready_fd: int, hold_fd: int) -> NoReturn:
     """A helper of the fork server: build ``spec``'s static root in a new mount namespace.
 
+    Unless the sandbox shares the host's network, it also makes the sandbox's network
+    namespace (loopback up): creating one is slow too.
+
     Writes :data:`START` on ``ready_fd`` once the root is built (the fork server then opens
     this process's mount namespace), and stays until ``hold_fd`` reaches EOF. Never returns;
     a failure just ends the process (the sandbox that would have used the namespace builds
@@ -207,7 +213,11 @@ def build_root_ahead(spec: SpawnSpec, ready_fd: int, hold_fd: int) -> NoReturn:
     try:
         _reset_signals()
         _close_fds_except({0, 1, 2, ready_fd, hold_fd})
-        libc.unshare(libc.CLONE_NEWNS)
+        if spec.stage.network:
+            libc.unshare(libc.CLONE_NEWNS)
+        else:
+            libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWNET)
+            namespaces.bring_up_loopback()
         mounts.prepare_root(spec)
         os.write(ready_fd, START)
         os.read(hold_fd, 1)
