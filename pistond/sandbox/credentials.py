@@ -17,6 +17,8 @@ from pistond.sandbox import libc
 
 _CAP_LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
 _CAP_LIMIT = 64
+_last_cap: list[int] = []
+"""The kernel's highest capability number, once known (it cannot change while running)."""
 
 
 def drop_privileges(uid: int) -> None:
@@ -39,8 +41,16 @@ def drop_privileges(uid: int) -> None:
 
 def drop_bounding_set() -> None:
     """Remove every capability from the bounding set (needs CAP_SETPCAP)."""
-    for cap in range(last_capability() + 1):
+    if not _last_cap:
+        _last_cap.append(last_capability())
+    for cap in range(_last_cap[0] + 1):
         libc.prctl(libc.PR_CAPBSET_DROP, cap)
+
+
+def prepare() -> None:
+    """Learn the kernel's capability count now (the fork server, once), not in each sandbox."""
+    if not _last_cap:
+        _last_cap.append(last_capability())
 
 
 def last_capability() -> int:

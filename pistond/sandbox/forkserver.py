@@ -30,6 +30,7 @@ SIGKILLing every sandbox still alive.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from typing import Any, Final
 
 import attrs
 
-from pistond.sandbox import libc, mounts, recipe, seccomp
+from pistond.sandbox import credentials, libc, mounts, recipe, seccomp
 from pistond.sandbox.spec import SpawnSpec, spec_from_wire
 
 logger = logging.getLogger(__name__)
@@ -446,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(recipe.TIMING_ENV) == "1":
         recipe.enable_timing()
     server = ForkServer(sock, seccomp.build_filter())
+    credentials.prepare()
+    # Everything allocated so far lives as long as the server: keep the collector off it, so
+    # sandboxes (forks that run briefly) copy fewer pages.
+    gc.freeze()
     server.serve()
     return 0
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import signal
 import sys
@@ -107,7 +108,9 @@ def flush_marks(report_fd: int) -> None:
 
 
 def _become(role: str) -> None:
-    """Name this (new) process in its marks; the parent's marks are the parent's to send."""
+    """Start a forked process: no garbage collection (it is short-lived, and a collection
+    would copy the fork server's pages); in timing mode, name it in its marks."""
+    gc.disable()
     if _timing.enabled:
         _timing.marks.clear()
         _timing.role = role
