@@ -33,6 +33,7 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import os
 import select
 import signal
@@ -87,6 +88,7 @@ class _ReadyRoot:
     """Its builder's hold pipe: the builder stays in the namespace until this is closed, so
     the namespace's teardown (slow: an RCU grace period) happens in the builder's exit, not
     in the exit of the sandbox's PID 1."""
+    builder_pid: int
 
     def close(self) -> None:
         """Drop the namespaces unused."""
@@ -119,10 +121,11 @@ class ForkServer:
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.ready_roots: dict[tuple[object, ...], _ReadyRoot] = {}
         self.builders: dict[int, _Builder] = {}
-        self.unpreparable: set[tuple[object, ...]] = set()
+        self.unpreparable: dict[tuple[object, ...], float] = {}
+        """Keys whose root a builder failed to make, and when (retried after the max age)."""
         self.next_root: SpawnSpec | None = None
-        self.holds: dict[int, int] = {}
-        """PID 1 of a sandbox on a prepared root -> its builder's hold pipe, closed at its end."""
+        self.holds: dict[int, tuple[int, int]] = {}
+        """PID 1 of a sandbox on a prepared root -> its builder's hold pipe and pid."""
         self.comm_fd = os.open("/proc/thread-self/comm", os.O_RDWR | os.O_CLOEXEC)
         self.comm = os.read(self.comm_fd, 64).rstrip(b"\n") or b"pistond-forkserver"
 
@@ -160,7 +163,7 @@ class ForkServer:
         """Have a helper build the static root of the next sandbox like ``spec``."""
         if (
             key in self.ready_roots
-            or key in self.unpreparable
+            or time.monotonic() - self.unpreparable.get(key, -math.inf) < READY_ROOT_MAX_AGE
             or any(builder.key == key for builder in self.builders.values())
         ):
             return
@@ -207,10 +210,14 @@ class ForkServer:
                 if old is not None:
                     old.close()
                 self.ready_roots[builder.key] = _ReadyRoot(
-                    fd=fd, netns=netns, made_at=time.monotonic(), hold=builder.hold
+                    fd=fd,
+                    netns=netns,
+                    made_at=time.monotonic(),
+                    hold=builder.hold,
+                    builder_pid=builder.pid,
                 )
                 return
-            self.unpreparable.add(builder.key)
+            self.unpreparable[builder.key] = time.monotonic()
         except OSError as exc:
             logger.warning("root builder %d: %s", builder.pid, exc.strerror)
         finally:
@@ -309,7 +316,7 @@ class ForkServer:
                 if fd >= 0:
                     os.close(fd)
         if ready is not None:
-            self.holds[child] = ready.hold
+            self.holds[child] = (ready.hold, ready.builder_pid)
         recipe.mark("forked")
         try:
             pidfd = os.pidfd_open(child)
@@ -354,7 +361,11 @@ class ForkServer:
                     os._exit(recipe.SETUP_FAILED)
         finally:
             # The next fork would join the same PID namespace: back to this process's own.
-            libc.setns(self.own_pidns, libc.CLONE_NEWPID)
+            try:
+                libc.setns(self.own_pidns, libc.CLONE_NEWPID)
+            except OSError:
+                logger.exception("cannot return to the fork server's PID namespace; stopping")
+                self.stopping = True
             os.write(self.comm_fd, self.comm)
         return child
 
@@ -376,7 +387,7 @@ class ForkServer:
                 return
             hold = self.holds.pop(pid, None)
             if hold is not None:
-                os.close(hold)
+                os.close(hold[0])
             if pid in self.live:
                 self.live.discard(pid)
                 payload = json.dumps({"exited": pid, "status": status}).encode()
@@ -392,17 +403,22 @@ class ForkServer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.live.clear()
+        builders = [ready.builder_pid for ready in self.ready_roots.values()]
         for ready in self.ready_roots.values():
             ready.close()
         self.ready_roots.clear()
-        for hold in self.holds.values():
+        for hold, builder_pid in self.holds.values():
             os.close(hold)
+            builders.append(builder_pid)
         self.holds.clear()
-        for builder in self.builders.values():
-            os.close(builder.ready)
-            os.close(builder.hold)
+        for builder_pid in builders:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(builder.pid, 0)
+                os.waitpid(builder_pid, 0)
+        for pending in self.builders.values():
+            os.close(pending.ready)
+            os.close(pending.hold)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pending.pid, 0)
         self.builders.clear()
 
 

@@ -16,9 +16,11 @@ import pytest
 import trio
 
 from pistond.errors import SandboxError
+from pistond.sandbox.recipe import TIMING_ENV
+from pistond.sandbox.spawn import ForkServer
 
 if TYPE_CHECKING:
-    from pistond.sandbox.spawn import ForkServer, SandboxProcess
+    from pistond.sandbox.spawn import SandboxProcess
 
 SLEEPER = ("/bin/sh", "-c", "echo ready; exec sleep 30")
 
@@ -225,3 +227,100 @@ async def test_forkserver_cancelled_spawn_leaves_no_sandbox(
     with trio.fail_after(3):
         while _uid_processes(box_uid):  # noqa: ASYNC110 - the kernel has no event for this
             await trio.sleep(0.01)
+
+
+def _namespaces_of(ran_stdout: bytes) -> tuple[str, str]:
+    mnt, net = ran_stdout.decode().split()
+    return mnt, net
+
+
+NS_PROBE = ("/bin/sh", "-c", "readlink /proc/self/ns/mnt /proc/self/ns/net")
+
+
+async def test_forkserver_prepared_namespaces_serve_one_sandbox_each(run_box: Any) -> None:
+    """Live sandboxes with the same root view never share a mount or network namespace."""
+    for _ in range(2):  # from now on a helper prepares namespaces ahead
+        assert (await run_box(NS_PROBE)).exit.exit_code == 0
+        await trio.sleep(0.05)
+    count = 6
+    seen: list[tuple[str, str]] = []
+    all_up = trio.Event()
+
+    async def hold_until_all_up(_process: SandboxProcess, stdout: bytearray) -> None:
+        while stdout.count(b"\n") < 2:  # noqa: ASYNC110 - output arrives in another task
+            await trio.sleep(0.005)
+        seen.append(_namespaces_of(bytes(stdout)))
+        if len(seen) == count:
+            all_up.set()
+        await all_up.wait()
+
+    async def one() -> None:
+        probe = (*NS_PROBE[:2], NS_PROBE[2] + "; read line; exit 0")
+        ran = await run_box(probe, during=hold_until_all_up)
+        assert ran.exit.exit_code == 0, ran.stderr
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(one)
+    assert len({mnt for mnt, _ in seen}) == count
+    assert len({net for _, net in seen}) == count
+
+
+def _processes_in_mount_namespace(link: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/mnt") == link:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+async def test_forkserver_close_leaves_no_prepared_namespace_holder(
+    fork_server: ForkServer, run_box: Any
+) -> None:
+    """Once the fork server is closed, no helper process holds a sandbox's mount namespace."""
+    links = []
+    for _ in range(3):
+        ran = await run_box(NS_PROBE)
+        links.append(_namespaces_of(ran.stdout)[0])
+        await trio.sleep(0.05)
+    await fork_server.aclose()
+    with trio.fail_after(3):
+        while any(_processes_in_mount_namespace(link) for link in links):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def test_forkserver_timing_mode_stamps_every_process(
+    make_spec: Any, monkeypatch: pytest.MonkeyPatch, sandbox_capable: None
+) -> None:
+    """With PISTOND_SANDBOX_TIMING=1 the exit carries ordered stamps of each step; else none."""
+    monkeypatch.setenv(TIMING_ENV, "1")
+    timed = ForkServer.start()
+    monkeypatch.delenv(TIMING_ENV)
+    try:
+        process = await _spawn(timed, make_spec(("/bin/true",)))
+        try:
+            with trio.fail_after(10):
+                result = await process.wait()
+        finally:
+            process.close()
+    finally:
+        await timed.aclose()
+    assert result.exit_code == 0
+    names = [name for name, _ in result.timings]
+    stamps = [stamp for _, stamp in result.timings]
+    assert stamps == sorted(stamps)
+    for step in ("forkserver.request received", "init.mounts", "program.seccomp"):
+        assert step in names
+    assert names.index("init.mounts") < names.index("program.seccomp")
+    assert names[-1] == "init.program reaped"
+
+
+async def test_forkserver_timing_mode_is_off_by_default(run_box: Any) -> None:
+    """Without the variable, a sandbox's exit carries no timings."""
+    ran = await run_box(("/bin/true",))
+    assert ran.exit.exit_code == 0
+    assert ran.exit.timings == ()
