@@ -3,8 +3,10 @@
 The daemon starts it through :func:`launch_command`, which skips the heavy package
 initialisers.
 
-Single-threaded and small: it imports the standard library, pyseccomp (once, to compile the
-seccomp filter) and the child-side sandbox modules. It never runs job code: each spawn forks
+Single-threaded and small (every sandbox process is a fork of it, and forks and exits cost
+in proportion to its memory): it runs without ``site``, imports the standard library, attrs and
+the child-side sandbox modules, and has the seccomp filter compiled by a short-lived child, so
+pyseccomp is never loaded in it. It never runs job code: each spawn forks
 the sandbox's PID 1 directly into a new PID namespace, and the child builds the sandbox
 (:mod:`pistond.sandbox.recipe`) while the fork server moves it into the job's cgroups, tells it
 to go on, and answers the daemon with its pidfd. After each spawn it has a helper
@@ -424,26 +426,79 @@ class ForkServer:
 
 _BOOTSTRAP: Final = """\
 import sys, types
-package = sys.argv[1]
+package, fd, *paths = sys.argv[1:]
+sys.path.extend(paths)
 for name, path in (("pistond", package), ("pistond.sandbox", package + "/sandbox")):
     module = types.ModuleType(name)
     module.__path__ = [path]
     sys.modules[name] = module
 from pistond.sandbox.forkserver import main
-sys.exit(main(sys.argv[2:]))
+sys.exit(main([fd]))
 """
+_LIBRARIES: Final = ("attrs", "attr", "pyseccomp")
+"""Third-party modules the fork server (or its filter-compiling child) imports."""
 
 
 def launch_command(executable: str, fd: int) -> list[str]:
     """The argv that starts a fork server serving on ``fd``.
 
     It loads this module without running the ``pistond`` and ``pistond.sandbox`` package
-    initialisers, which pull in trio, pluggy and the daemon side: the fork server (and every
-    sandbox's PID 1, a fork of it) holds only the standard library, attrs, pyseccomp and the
-    child-side modules. ``python -m pistond.sandbox.forkserver FD`` also works, just heavier.
+    initialisers, which pull in trio, pluggy and the daemon side, and without ``site`` (its
+    path hooks and ``.pth`` files): only the directories of the few libraries it needs are put
+    on its path. The fork server (and every sandbox process, a fork of it) holds only the
+    standard library, attrs and the child-side modules. ``python -m pistond.sandbox.forkserver
+    FD`` also works, just heavier.
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [executable, "-P", "-c", _BOOTSTRAP, package, str(fd)]
+    return [executable, "-P", "-S", "-c", _BOOTSTRAP, package, str(fd), *_library_paths()]
+
+
+def _library_paths() -> list[str]:
+    """The ``sys.path`` entries holding :data:`_LIBRARIES`, as this interpreter finds them."""
+    import importlib.util  # noqa: PLC0415 - daemon side only: the fork server never needs it
+
+    paths: list[str] = []
+    for name in _LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        location = os.path.dirname(spec.origin)
+        if spec.submodule_search_locations:
+            location = os.path.dirname(location)
+        if location not in paths:
+            paths.append(location)
+    return paths
+
+
+def _compile_filter() -> bytes:
+    """The seccomp filter, compiled in a child (so libseccomp's memory stays out of this one).
+
+    Raises:
+        RuntimeError: the child could not compile it.
+    """
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            data = seccomp.build_filter()
+            while data:
+                data = data[os.write(write_end, data) :]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not chunks:
+        raise RuntimeError("the seccomp filter could not be compiled")
+    return b"".join(chunks)
 
 
 def _noop(_signum: int, _frame: object) -> None:
@@ -462,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_socket(sock)
     if os.environ.get(recipe.TIMING_ENV) == "1":
         recipe.enable_timing()
-    server = ForkServer(sock, seccomp.build_filter())
+    server = ForkServer(sock, _compile_filter())
     credentials.prepare()
     # Everything allocated so far lives as long as the server: keep the collector off it, so
     # sandboxes (forks that run briefly) copy fewer pages.

@@ -2,8 +2,8 @@
 
 The filter allows by default and makes each denied call fail with its group's errno, never
 killing, so programs print a clear error. It is compiled with libseccomp once, when the fork
-server starts (:func:`build_filter`), and each child loads the ready BPF bytes with one
-``prctl`` (:func:`install`), after no_new_privs.
+server starts (:func:`build_filter`, in a short-lived child of it), and each sandbox loads the
+ready BPF bytes with one ``prctl`` (:func:`install`), after no_new_privs.
 
 Details:
 - Non-native ABIs (i386 through ``int 0x80``, x32 through syscall numbers with bit 0x40000000)
@@ -29,12 +29,12 @@ import errno
 import os
 from typing import TYPE_CHECKING, Final
 
-import pyseccomp
-
 from pistond.sandbox import libc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import pyseccomp
 
 NAMESPACE_CALLS: Final = (
     "unshare",
@@ -121,7 +121,13 @@ _LOW32: Final = 0xFFFFFFFF
 
 
 def build_filter() -> bytes:
-    """Compile the deny-list to classic BPF for the native architecture."""
+    """Compile the deny-list to classic BPF for the native architecture.
+
+    pyseccomp is imported here only: the fork server compiles in a short-lived child, so it
+    (and every sandbox forked from it) never carries the library's memory.
+    """
+    import pyseccomp  # noqa: PLC0415 - see above
+
     flt = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     flt.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.ERRNO(errno.ENOSYS))
     for name, err in DENIED.items():
@@ -144,6 +150,8 @@ def build_filter() -> bytes:
 
 
 def _add_socket_rules(flt: pyseccomp.SyscallFilter) -> None:
+    import pyseccomp  # noqa: PLC0415 - see build_filter
+
     no_family = pyseccomp.ERRNO(errno.EAFNOSUPPORT)
     for family in range(FIRST_UNLISTED_FAMILY):
         if family not in ALLOWED_FAMILIES:
