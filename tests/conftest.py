@@ -1,0 +1,60 @@
+"""Suite-wide rule: the whole test run leaves no sandbox behind.
+
+After the last test, no process may run as a box uid (every test daemon uses uids from 60000
+up, never the host's), no box tmpfs may stay mounted, and no job cgroup may remain. Any
+leftover fails the run, listed by what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BOX_UIDS = range(60_000, 2**31 - 1)
+NOBODY = 65_534
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _box_processes() -> list[str]:
+    listing = subprocess.run(
+        ["ps", "-eo", "uid=,pid=,comm="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        f"process {line.strip()}"
+        for line in listing.splitlines()
+        if int(line.split()[0]) in BOX_UIDS and int(line.split()[0]) != NOBODY
+    ]
+
+
+def _box_mounts() -> list[str]:
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [
+        f"mount {line.split()[4]}"
+        for line in mounts
+        if "/boxes/" in line.split()[4] and "pytest-of-" in line.split()[4]
+    ]
+
+
+def _job_cgroups() -> list[str]:
+    found = []
+    for jobs in CGROUP_ROOT.glob("**/pistond-jobs*"):
+        found += [f"cgroup {group}" for group in jobs.glob("box-*") if group.is_dir()]
+    return found
+
+
+def leftovers() -> list[str]:
+    """Sandbox processes, box mounts and job cgroups alive now."""
+    return _box_processes() + _box_mounts() + _job_cgroups()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if it left any sandbox behind (root only: others cannot make any)."""
+    if os.geteuid() != 0 or hasattr(session.config, "workerinput"):
+        return
+    found = leftovers()
+    if found:
+        print("\nThe test run left sandboxes behind:\n  " + "\n  ".join(found[:50]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
