@@ -1,0 +1,89 @@
+"""The piston CLI: arguments, human output and exit codes (the daemon side is in test_daemon)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pistond.ctl import _print_job, build_parser, exit_code, main
+from pistond.models import JobResult, StageStatus
+from pistond.testing import stage_result
+
+
+def job(run=None, compile_=None) -> JobResult:
+    return JobResult("python", "3.11.2", compile_, run)
+
+
+def test_ctl_exit_code_follows_the_program() -> None:
+    """piston run exits with the program's code, 128+signal when killed, 1 without a stage."""
+    assert exit_code(job(stage_result(code=0))) == 0
+    assert exit_code(job(stage_result(code=3))) == 3
+    killed = stage_result(code=None, signal="SIGKILL", status=StageStatus.TIMEOUT)
+    assert exit_code(job(killed)) == 137
+    assert exit_code(job(None, stage_result(code=1))) == 1
+    assert exit_code(job()) == 1
+
+
+def test_ctl_human_output_shows_stages() -> None:
+    """Each stage prints its title, streams, exit code, signal and status."""
+    out = io.StringIO()
+    compile_ = stage_result(code=0)
+    run = stage_result(
+        stdout="hi",
+        stderr="oops\n",
+        code=None,
+        signal="SIGKILL",
+        status=StageStatus.TIMEOUT,
+        message="Time limit exceeded",
+    )
+    _print_job(job(run, compile_), out)
+    text = out.getvalue()
+    assert text.startswith("== Compile ==\n")
+    assert "== Run ==\nSTDOUT\nhi\nSTDERR\noops\n" in text
+    assert "Signal: SIGKILL\n" in text
+    assert "Status: TO (Time limit exceeded)\n" in text
+
+
+def test_ctl_arguments_match_piston_cli() -> None:
+    """run takes Piston's flags; --json works before or after the subcommand."""
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            "run",
+            "-l",
+            "3.x",
+            "-i",
+            "-r",
+            "500",
+            "--ct",
+            "900",
+            "-f",
+            "a.py",
+            "--",
+            "python",
+            "main.py",
+            "x",
+            "y",
+        ]
+    )
+    assert (args.language, str(args.file), args.args) == ("python", "main.py", ["x", "y"])
+    assert (args.language_version, args.stdin, args.run_timeout, args.compile_timeout) == (
+        "3.x",
+        True,
+        500,
+        900,
+    )
+    assert parser.parse_args(["--json", "ping"]).json is True
+    assert parser.parse_args(["ping", "--json"]).json is True
+    assert parser.parse_args(["ping"]).json is False
+    assert parser.parse_args(["execute", "c", "m.c"]).command == "execute"
+    assert parser.parse_args(["pkg", "i", "python=3.x"]).packages == ["python=3.x"]
+
+
+def test_ctl_unreachable_daemon_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing socket gives exit 1 and one line naming the socket."""
+    assert main(["--socket", str(tmp_path / "none.sock"), "ping"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"piston: cannot reach the daemon at {tmp_path / 'none.sock'}")
