@@ -59,6 +59,9 @@ _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
 READY_ROOTS: Final = 64
 """Prepared mount namespaces (and helpers building one) at most."""
+READY_DEPTH: Final = 2
+"""Prepared mount namespaces (and helpers building one) per root key: two, so that back-to-back
+stages find one ready while the next is still being built."""
 READY_ROOT_MAX_AGE: Final = 10.0
 """Seconds a prepared mount namespace may wait for its sandbox (host files may change)."""
 
@@ -81,6 +84,7 @@ class _Builder:
 class _ReadyRoot:
     """A mount namespace holding a built static root, not used yet."""
 
+    key: tuple[object, ...]
     fd: int
     """The mount namespace."""
     netns: int
@@ -121,7 +125,8 @@ class ForkServer:
         self.live: set[int] = set()
         self.stopping = False
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        self.ready_roots: dict[tuple[object, ...], _ReadyRoot] = {}
+        self.ready_roots: list[_ReadyRoot] = []
+        """Oldest first."""
         self.builders: dict[int, _Builder] = {}
         self.unpreparable: dict[tuple[object, ...], float] = {}
         """Keys whose root a builder failed to make, and when (retried after the max age)."""
@@ -142,7 +147,7 @@ class ForkServer:
         try:
             while not self.stopping:
                 watched = [self.sock.fileno(), wake_r, *self.builders]
-                readable, _, _ = select.select(watched, [], [])
+                readable, _, _ = select.select(watched, [], [], self._drop_stale_roots())
                 for fd in readable:
                     if fd in self.builders:
                         self._on_builder(self.builders.pop(fd))
@@ -153,27 +158,39 @@ class ForkServer:
         finally:
             self._kill_all()
 
-    def _take_ready_root(self, key: tuple[object, ...]) -> _ReadyRoot | None:
-        """The prepared mount namespace for ``key`` (now no longer in the pool), or None."""
-        ready = self.ready_roots.pop(key, None)
-        if ready is not None and time.monotonic() - ready.made_at > READY_ROOT_MAX_AGE:
-            ready.close()
+    def _drop_stale_roots(self) -> float | None:
+        """Drop prepared roots older than the max age; seconds until the next one is, or None."""
+        now = time.monotonic()
+        while self.ready_roots and now - self.ready_roots[0].made_at > READY_ROOT_MAX_AGE:
+            self.ready_roots.pop(0).close()
+        if not self.ready_roots:
             return None
-        return ready
+        return max(0.0, self.ready_roots[0].made_at + READY_ROOT_MAX_AGE - now) + 0.01
+
+    def _take_ready_root(self, key: tuple[object, ...]) -> _ReadyRoot | None:
+        """The oldest prepared mount namespace for ``key`` (now out of the pool), or None."""
+        self._drop_stale_roots()
+        for index, ready in enumerate(self.ready_roots):
+            if ready.key == key:
+                return self.ready_roots.pop(index)
+        return None
 
     def _prepare_root(self, spec: SpawnSpec, key: tuple[object, ...]) -> None:
-        """Have a helper build the static root of the next sandbox like ``spec``."""
-        if (
-            key in self.ready_roots
-            or time.monotonic() - self.unpreparable.get(key, -math.inf) < READY_ROOT_MAX_AGE
-            or any(builder.key == key for builder in self.builders.values())
-        ):
+        """Have helpers build static roots for the next sandboxes like ``spec`` (READY_DEPTH)."""
+        if time.monotonic() - self.unpreparable.get(key, -math.inf) < READY_ROOT_MAX_AGE:
             return
-        if len(self.ready_roots) + len(self.builders) >= READY_ROOTS:
-            oldest = min(self.ready_roots, key=lambda k: self.ready_roots[k].made_at, default=None)
-            if oldest is None:
+        have = sum(ready.key == key for ready in self.ready_roots)
+        have += sum(builder.key == key for builder in self.builders.values())
+        for _ in range(READY_DEPTH - have):
+            if len(self.ready_roots) + len(self.builders) >= READY_ROOTS:
+                if not self.ready_roots:
+                    return
+                self.ready_roots.pop(0).close()
+            if not self._start_builder(spec, key):
                 return
-            self.ready_roots.pop(oldest).close()
+
+    def _start_builder(self, spec: SpawnSpec, key: tuple[object, ...]) -> bool:
+        """Fork a helper building ``spec``'s static root; whether it started."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -187,13 +204,14 @@ class ForkServer:
             logger.warning("cannot fork a root builder: %s", exc.strerror)
             os.close(ready_r)
             os.close(hold_w)
-            return
+            return False
         finally:
             os.close(ready_w)
             os.close(hold_r)
         self.builders[ready_r] = _Builder(
             key=key, network=spec.stage.network, pid=pid, ready=ready_r, hold=hold_w
         )
+        return True
 
     def _on_builder(self, builder: _Builder) -> None:
         """A root builder is done: keep its mount namespace, or remember that it failed."""
@@ -208,15 +226,15 @@ class ForkServer:
                     except OSError:
                         os.close(fd)
                         raise
-                old = self.ready_roots.pop(builder.key, None)
-                if old is not None:
-                    old.close()
-                self.ready_roots[builder.key] = _ReadyRoot(
-                    fd=fd,
-                    netns=netns,
-                    made_at=time.monotonic(),
-                    hold=builder.hold,
-                    builder_pid=builder.pid,
+                self.ready_roots.append(
+                    _ReadyRoot(
+                        key=builder.key,
+                        fd=fd,
+                        netns=netns,
+                        made_at=time.monotonic(),
+                        hold=builder.hold,
+                        builder_pid=builder.pid,
+                    )
                 )
                 return
             self.unpreparable[builder.key] = time.monotonic()
@@ -405,8 +423,8 @@ class ForkServer:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         self.live.clear()
-        builders = [ready.builder_pid for ready in self.ready_roots.values()]
-        for ready in self.ready_roots.values():
+        builders = [ready.builder_pid for ready in self.ready_roots]
+        for ready in self.ready_roots:
             ready.close()
         self.ready_roots.clear()
         for hold, builder_pid in self.holds.values():
