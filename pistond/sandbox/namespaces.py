@@ -165,7 +165,8 @@ def write_report(fd: int, record: bytes) -> None:
 def install_child_wakeup() -> int:
     """Make SIGCHLD wake :func:`serve_as_init`; returns the wakeup pipe's read end.
 
-    Called before the program is forked, so no exit can be missed.
+    Called after the program is forked (which so inherits no handler and no wakeup fd): an
+    exit before the call is not missed, since :func:`serve_as_init` reaps before it waits.
     """
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     signal.signal(signal.SIGCHLD, _ignore_signal)

@@ -172,7 +172,6 @@ def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
         _step("hostname", namespaces.set_hostname, spec.hostname)
         _step("cgroup join", _await_start, fds.start)
         _step("cgroup namespace", namespaces.enter_cgroup_namespace)
-        wakeup = namespaces.install_child_wakeup()
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
         program = _step("fork program", os.fork)
     except BaseException as exc:  # every failure must reach the report pipe
@@ -181,6 +180,9 @@ def run_init(spec: SpawnSpec, fds: ChildFds, bpf: bytes) -> NoReturn:
     if program == 0:
         _run_program(spec, fds, exec_w, bpf)
     try:
+        # Only now: the program is born with default dispositions and no wakeup fd, so it has
+        # no signal state to reset. An exit before this is found by the first reap.
+        wakeup = namespaces.install_child_wakeup()
         for fd in (exec_w, fds.stdin, fds.stdout, fds.stderr):
             os.close(fd)
         failure = _read_all(exec_r)
@@ -233,7 +235,7 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
     """The program: session, stdio, steps 5-7, exec. Never returns."""
     _become("program")
     try:
-        _step("reset signals", _reset_signals)
+        # Signals: PID 1 reset every disposition and the mask, and forked before it set any.
         _step("new session", os.setsid)
         _step("stdio", _attach_stdio, fds)
         _step("rlimits", rlimits.apply, spec.stage.limits)
