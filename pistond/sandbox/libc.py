@@ -9,7 +9,6 @@ library already has the call (``os.pidfd_open``, ``signal.pidfd_send_signal``,
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 from typing import Final
@@ -70,7 +69,10 @@ SYS_OPEN_TREE: Final = 428
 SYS_MOVE_MOUNT: Final = 429
 SYS_MOUNT_SETATTR: Final = 442
 
-_libc: Final = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+_libc: Final = ctypes.CDLL(None, use_errno=True)
+"""The C library's symbols as linked into this interpreter (``ctypes.util.find_library`` would run
+ldconfig and import subprocess, tempfile and random, whose fork hooks every sandbox would run)."""
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = (
     ctypes.c_char_p,
