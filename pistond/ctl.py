@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import trio
+from pistond_packages.layout import PackageLayout
 
 from pistond._version import __version__
 from pistond.client import JobDone, JobExit, JobOutput, JobStage, PistonClient, open_client
+from pistond.config import load_config
 from pistond.convert import converter
-from pistond.errors import PistondError
+from pistond.errors import ConfigError, PistondError
 from pistond.models import JobResult, StageResult
+from pistond.ppman.pack import pack
 from pistond.ppman.spec import SpecError, apply_spec
 
 if TYPE_CHECKING:
@@ -140,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
         "spec", aliases=["s"], parents=[common], help="make the installed set match a spec file"
     )
     spec.add_argument("specfile", type=Path)
+    pack = actions.add_parser(
+        "pack",
+        parents=[common],
+        help="tar an installed package for an index (runs locally, reads the data directory)",
+    )
+    pack.add_argument("package", help="package name, e.g. python")
+    pack.add_argument("package_version", metavar="version", help="installed version, e.g. 3.13.5")
+    pack.add_argument(
+        "-o", "--output", type=Path, default=Path(), help="directory for the tarball (default: .)"
+    )
+    pack.add_argument(
+        "--base-url",
+        default=None,
+        help="URL the tarball will be served under, for the index line (default: file:// of -o)",
+    )
     return parser
 
 
@@ -147,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``piston`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("ppman", "pkg") and args.action == "pack":
+            return _pack(args)
         return trio.run(_dispatch, args)
     except CliError as exc:
         print(f"piston: {exc}", file=sys.stderr)
@@ -418,6 +438,23 @@ async def _ppman(client: PistonClient, args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"ok": ok, "lines": lines})
     return 0 if ok else EXIT_ERROR
+
+
+def _pack(args: argparse.Namespace) -> int:
+    """``piston ppman pack``: the tarball of an installed package and its index line."""
+    try:
+        config = load_config(os.environ)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    layout = PackageLayout.of(config.packages_directory, args.package, args.package_version)
+    base_url = args.base_url or args.output.resolve().as_uri()
+    path, entry = pack(layout, args.output, base_url)
+    if args.json:
+        _emit_json({"path": str(path), "index_line": entry.line()})
+    else:
+        print(f"wrote {path}", file=sys.stderr)
+        print(entry.line())
+    return 0
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
