@@ -35,7 +35,6 @@ import contextlib
 import gc
 import json
 import logging
-import math
 import os
 import select
 import signal
@@ -57,8 +56,9 @@ SOCKET_BUFFER: Final = 2 * MAX_MESSAGE
 FD_COUNT: Final = 5
 _SO_SNDBUFFORCE: Final = 32
 _SO_RCVBUFFORCE: Final = 33
-READY_ROOTS: Final = 64
-"""Prepared mount namespaces (and helpers building one) at most."""
+READY_ROOTS: Final = 32
+"""Prepared mount namespaces (and helpers building one) at most: each keeps a sleeping helper
+process (a few MiB of its own memory) until used or expired."""
 READY_DEPTH: Final = 2
 """Prepared mount namespaces (and helpers building one) per root key: two, so that back-to-back
 stages find one ready while the next is still being built."""
@@ -177,7 +177,10 @@ class ForkServer:
 
     def _prepare_root(self, spec: SpawnSpec, key: tuple[object, ...]) -> None:
         """Have helpers build static roots for the next sandboxes like ``spec`` (READY_DEPTH)."""
-        if time.monotonic() - self.unpreparable.get(key, -math.inf) < READY_ROOT_MAX_AGE:
+        now = time.monotonic()
+        for failed in [k for k, at in self.unpreparable.items() if now - at >= READY_ROOT_MAX_AGE]:
+            del self.unpreparable[failed]
+        if key in self.unpreparable:
             return
         have = sum(ready.key == key for ready in self.ready_roots)
         have += sum(builder.key == key for builder in self.builders.values())
