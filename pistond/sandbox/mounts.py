@@ -1,11 +1,19 @@
 """The sandbox's filesystem: a new root, read-only binds, the box, fresh /tmp, /dev and /proc.
 
-Runs in PID 1 of the sandbox, inside its new mount namespace, as root. Every source path is
-opened (``O_PATH``) before anything is mounted and bound through ``/proc/self/fd``, so later
-mounts cannot hide a source and the box directory is never followed through a symlink.
+Two parts, both as root in a mount namespace of the sandbox's own:
 
-The new root is assembled on a staging tmpfs mounted over ``/tmp`` (only in this private mount
-namespace), then ``pivot_root`` makes it ``/`` and the old root is detached.
+- :func:`prepare_root`, the static part (everything below but the box, ``/tmp``, ``/dev/shm``
+  and ``/proc``): the new root is assembled on a staging tmpfs mounted over ``/tmp`` (only in
+  this private mount namespace), then ``pivot_root`` makes it ``/`` and the old root is
+  detached. The fork server has a helper do this ahead of need (:func:`root_key` says which
+  sandboxes can use it; each prepared namespace serves one sandbox only); PID 1 does it itself
+  when none is ready.
+- :func:`finish_root`, in PID 1: the box (a detached copy of its mount, taken with
+  ``open_tree`` before PID 1 left the host's mount namespace, never through a symlink) at
+  ``/box``, fresh ``/tmp`` and ``/dev/shm`` tmpfs, and ``/proc`` of the sandbox's PID namespace.
+
+Every bind source is opened (``O_PATH``) before anything is mounted and bound through
+``/proc/self/fd``, so later mounts cannot hide a source.
 
 - ``RootView.path`` set: that directory is bound read-only, nosuid, nodev as ``/``; it must
   already hold the mount points ``/box``, ``/tmp``, ``/dev`` and ``/proc`` (and the targets of
