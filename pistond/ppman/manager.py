@@ -27,7 +27,7 @@ from pistond.ppman.recipes import (
     find_recipes,
     host_binaries_present,
 )
-from pistond.semver import parse_range, parse_version
+from pistond.semver import Version, parse_range, parse_version
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -154,18 +154,18 @@ class PackageManager:
             PackageNotFound: ``Requested package <language>-<version> does not exist``.
         """
         wanted = parse_range(version)
-        best: Candidate | None = None
+        best: tuple[Version, Candidate] | None = None
         for candidate in candidates:
             parsed = parse_version(candidate.version)
             if candidate.language != language or parsed is None or wanted is None:
                 continue
             if not wanted.test(parsed):
                 continue
-            if best is None or parsed > parse_version(best.version):  # type: ignore[operator]
-                best = candidate
+            if best is None or parsed > best[0]:
+                best = (parsed, candidate)
         if best is None:
             raise PackageNotFound(f"Requested package {language}-{version} does not exist")
-        return best
+        return best[1]
 
     def _lock(self, language: str) -> trio.Lock:
         return self._locks.setdefault(language, trio.Lock())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from pistond.errors import PistondError
-from pistond.semver import parse_range, parse_version, satisfies
+from pistond.semver import Version, parse_range, satisfies
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -113,7 +113,7 @@ def reconcile(
             ]
             if not matching:
                 continue
-            newest = max(matching, key=lambda p: parse_version(p.version))  # type: ignore[arg-type,return-value]
+            newest = max(matching, key=lambda p: Version.parse(p.version))
             if newest not in wanted:
                 wanted.append(newest)
     current = list(dict.fromkeys(installed))

@@ -26,6 +26,7 @@ from pistond.sandbox.cgroups._layout import (
     read_membership,
     read_mounts,
 )
+from pistond.sandbox.cgroups.hybrid import JOBS_GROUP as HYBRID_JOBS_GROUP
 from pistond.sandbox.cgroups.hybrid import HybridBackend as HybridBackend
 from pistond.sandbox.cgroups.hybrid import HybridGroup as HybridGroup
 from pistond.sandbox.cgroups.none import NoneBackend as NoneBackend
@@ -102,13 +103,11 @@ def detect(
     unified = None
     if layout.unified is not None:
         unified = _parent(layout.unified, UNIFIED, membership, cgroup_root)
-    parents = {
-        "memory": memory,
-        "pids": pids,
-        "cpuacct": _v1_parent(layout, "cpuacct", membership, cgroup_root),
-        "freezer": _v1_parent(layout, "freezer", membership, cgroup_root),
-        "unified": unified,
-    }
-    if jobs_group is None:
-        return HybridBackend.prepare(**parents)  # type: ignore[arg-type]
-    return HybridBackend.prepare(**parents, jobs_group=jobs_group)  # type: ignore[arg-type]
+    return HybridBackend.prepare(
+        memory=memory,
+        pids=pids,
+        cpuacct=_v1_parent(layout, "cpuacct", membership, cgroup_root),
+        freezer=_v1_parent(layout, "freezer", membership, cgroup_root),
+        unified=unified,
+        jobs_group=HYBRID_JOBS_GROUP if jobs_group is None else jobs_group,
+    )
