@@ -29,7 +29,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def pistond_runtimes(config: DaemonConfig) -> list[Runtime]:  # type: ignore[empty-body]
+def pistond_runtimes(config: DaemonConfig) -> list[Runtime]:
     """Return the runtimes this plugin provides.
 
     Called at start and after every package install or uninstall; the registry keeps the
@@ -45,7 +45,7 @@ def pistond_runtimes(config: DaemonConfig) -> list[Runtime]:  # type: ignore[emp
 
 
 @hookspec
-def pistond_recipe_directories(config: DaemonConfig) -> list[Path]:  # type: ignore[empty-body]
+def pistond_recipe_directories(config: DaemonConfig) -> list[Path]:
     """Return directories of package recipes (``<package>/<version>/``) the manager can build.
 
     Args:
@@ -59,7 +59,7 @@ def pistond_recipe_directories(config: DaemonConfig) -> list[Path]:  # type: ign
 
 
 @hookspec
-def pistond_package_indexes(config: DaemonConfig) -> list[str]:  # type: ignore[empty-body]
+def pistond_package_indexes(config: DaemonConfig) -> list[str]:
     """Return Piston-format package index URLs (``file://``, ``http://``, ``https://``).
 
     Args:
