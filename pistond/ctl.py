@@ -106,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-f",
         "--files",
-        nargs="+",
+        action="append",
         type=Path,
         default=[],
         metavar="FILE",
-        help="extra files, sent beside the main file",
+        help="an extra file, sent beside the main file (repeat for more)",
     )
     run.add_argument("--main", help="name of the entry file (default: FILE)")
     run.add_argument(
