@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,8 @@ def test_ctl_arguments_match_piston_cli() -> None:
             "900",
             "-f",
             "a.py",
-            "--",
+            "-f",
+            "b.py",
             "python",
             "main.py",
             "x",
@@ -74,6 +76,7 @@ def test_ctl_arguments_match_piston_cli() -> None:
         500,
         900,
     )
+    assert args.files == [Path("a.py"), Path("b.py")]
     assert parser.parse_args(["--json", "ping"]).json is True
     assert parser.parse_args(["ping", "--json"]).json is True
     assert parser.parse_args(["ping"]).json is False
