@@ -3,7 +3,9 @@
 Applied in the program's process before the privilege drop (DESIGN.md step 5); without
 CAP_SYS_RESOURCE the program can then raise a soft limit only up to its hard limit.
 
-- CORE 0: no core files (a pipe ``core_pattern`` handler on the host still runs and sees 0).
+- CORE 1 (soft and hard): no core files, since one byte is below the smallest dump, and the
+  kernel skips a pipe ``core_pattern`` helper (apport, systemd-coredump) for exactly this
+  value, so a crashing job never starts a root process on the host. 0 would still run it.
 - FSIZE ``max_file_size``: bigger writes get SIGXFSZ / EFBIG.
 - NOFILE ``max_open_files``.
 - STACK: soft kept (at most 64 MiB), hard capped at 64 MiB, enough for Python, Java and deep
@@ -26,13 +28,15 @@ if TYPE_CHECKING:
 
 STACK_MAX: Final = 64 * 1024 * 1024
 MEMLOCK_MAX: Final = 64 * 1024
+CORE_LIMIT: Final = 1
+"""RLIMIT_CORE of 1 byte: see the module docstring (``do_coredump`` skips pipe helpers)."""
 
 
 def wanted_limits(limits: StageLimits) -> dict[int, int]:
     """The ceiling of each RLIMIT_* resource for a stage."""
     cpu_seconds = -(-limits.cpu_time_ms // 1000) + 1
     return {
-        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_CORE: CORE_LIMIT,
         resource.RLIMIT_FSIZE: limits.max_file_size,
         resource.RLIMIT_NOFILE: limits.max_open_files,
         resource.RLIMIT_STACK: STACK_MAX,
