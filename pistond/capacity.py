@@ -42,6 +42,7 @@ class Capacity:
     queue_timeout: float
     _free: list[int] = attrs.field(init=False)
     _semaphore: trio.Semaphore = attrs.field(init=False)
+    _retired: set[int] = attrs.field(init=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
         self._free = list(range(self.slots))
@@ -66,8 +67,13 @@ class Capacity:
         try:
             yield slot
         finally:
-            self._free.append(slot)
-            self._semaphore.release()
+            if slot not in self._retired:
+                self._free.append(slot)
+                self._semaphore.release()
+
+    def retire(self, slot: int) -> None:
+        """Never hand ``slot`` out again (its uid may still have processes); capacity shrinks."""
+        self._retired.add(slot)
 
     @property
     def queued(self) -> int:

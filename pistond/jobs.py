@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -130,7 +131,7 @@ class JobManager:
         """
         request, runtime = job.request, job.runtime
         try:
-            async with self.capacity.slot() as slot, self.sandbox.open_box(slot) as box:
+            async with self.capacity.slot() as slot, self._box(slot) as box:
                 logger.info(
                     "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
                 )
@@ -156,6 +157,16 @@ class JobManager:
         except BaseException:
             self.failed += 1
             raise
+
+    @asynccontextmanager
+    async def _box(self, slot: int) -> AsyncIterator[Any]:
+        """The slot's box; a slot the sandbox had to quarantine is retired from the pool."""
+        try:
+            async with self.sandbox.open_box(slot) as box:
+                yield box
+        finally:
+            if slot in self.sandbox.quarantined:
+                self.capacity.retire(slot)
 
     def _count(self, result: StageResult) -> None:
         if result.status == StageStatus.INTERNAL_ERROR:

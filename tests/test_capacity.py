@@ -75,3 +75,16 @@ async def test_capacity_slot_returns_after_error() -> None:
         async with capacity.slot():
             raise RuntimeError("boom")
     assert capacity.statistics().running == 0
+
+
+async def test_capacity_retired_slot_is_never_reused() -> None:
+    """A retired slot does not return to the pool; the others still serve."""
+    capacity = Capacity(slots=2, max_queue=0, queue_timeout=1)
+    async with capacity.slot() as first:
+        capacity.retire(first)
+    assert capacity.statistics().running == 1
+    async with capacity.slot() as second:
+        assert second != first
+    with pytest.raises(Overloaded):
+        async with capacity.slot(), capacity.slot():
+            pass

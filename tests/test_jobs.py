@@ -177,3 +177,16 @@ async def test_jobs_stage_spec_for_each_stage() -> None:
     spec = jobs.stage_spec(job, StageName.COMPILE)
     assert spec.argv == ("/bin/bash", "/piston/packages/gcc/12.2.0/compile", "file0.code")
     assert spec.env["PISTON_LANGUAGE"] == "c"
+
+
+async def test_jobs_quarantined_slot_is_retired() -> None:
+    """When the sandbox quarantines a slot (processes outlived cleanup), jobs stop using it."""
+    sandbox = FakeSandbox()
+    jobs = manager(sandbox, PISTON_MAX_CONCURRENT_JOBS="2", PISTON_MAX_QUEUE_SIZE="0")
+    sandbox.quarantined.add(0)
+    await jobs.execute(jobs.prepare(params()))
+    assert sandbox.calls[0].slot == 0
+    for _ in range(3):
+        await jobs.execute(jobs.prepare(params()))
+    assert {call.slot for call in sandbox.calls[1:]} == {1}
+    assert jobs.capacity.statistics().running == 1

@@ -120,6 +120,8 @@ class Box:
             spawner=sandbox.fork_server, group=group, spec=spawn_spec, live=live
         ) as running:
             yield running
+        if running.cleanup_failed:
+            sandbox.quarantine(self.slot)
         if running.result is not None and running.result.status is not None:
             logger.debug(
                 "box %d %s: %s (%s)", self.slot, name, running.result.status, running.result.message
@@ -148,6 +150,14 @@ class Sandbox:
     cgroups: CgroupBackend
     info: SandboxInfo
     _counter: Iterator[int] = attrs.field(factory=itertools.count)
+    quarantined: set[int] = attrs.field(factory=set)
+    """Box slots whose processes outlived their cleanup: never handed out again."""
+
+    def quarantine(self, slot: int) -> None:
+        """Retire ``slot``: a stage of it could not be cleaned up, so its uid may still run."""
+        if slot not in self.quarantined:
+            self.quarantined.add(slot)
+            logger.error("box %d: processes outlived cleanup; slot retired until restart", slot)
 
     @asynccontextmanager
     async def open_box(self, slot: int) -> AsyncIterator[Box]:

@@ -224,6 +224,8 @@ class SupervisedStage:
     _exit_at: float | None = None
     _killed_for: KillReason | None = None
     _result: StageResult | None = None
+    cleanup_failed: bool = False
+    """The stage's processes or cgroup outlived the cleanup deadline: its uid is not reusable."""
 
     async def write(self, data: bytes) -> None:
         """Write to the program's stdin; silently dropped once stdin is closed or unread."""
@@ -343,6 +345,7 @@ class SupervisedStage:
                 cleanup.deadline = trio.current_time() + CLEANUP_TIMEOUT
                 await self._finish()
             if cleanup.cancelled_caught:
+                self.cleanup_failed = True
                 logger.error("sandbox pid %d: cleanup did not finish in time", self.process.pid)
             self._done.set()
 

@@ -257,6 +257,8 @@ class FakeSandbox:
     boxes: list[FakeBox] = attrs.field(factory=list)
     """Every box opened, in order; ``open_boxes`` counts those still open."""
     open_boxes: int = 0
+    quarantined: set[int] = attrs.field(factory=set)
+    """Slots retired as the real sandbox retires them (tests add to it directly)."""
     _plans: deque[FakeStage] = attrs.field(factory=deque)
 
     def script(self, *stages: FakeStage) -> None:
