@@ -277,7 +277,10 @@ class ForkServer:
                     os.close(fd)
         if self.next_root is not None:
             spec, self.next_root = self.next_root, None
-            self._prepare_root(spec, mounts.root_key(spec))
+            # Stopping may mean the PID namespace could not be restored after the spawn: a
+            # root builder forked now would land in the job's PID namespace.
+            if not self.stopping:
+                self._prepare_root(spec, mounts.root_key(spec))
 
     def _answer(self, data: bytes, fds: list[int]) -> None:
         try:
@@ -321,20 +324,23 @@ class ForkServer:
         ready = self._take_ready_root(mounts.root_key(spec))
         mntns = -1 if ready is None else ready.fd
         netns = -1 if ready is None else ready.netns
-        start_r, start_w = os.pipe2(os.O_CLOEXEC)
+        start_r = start_w = -1
         try:
+            start_r, start_w = os.pipe2(os.O_CLOEXEC)
             stdin, stdout, stderr, report, control = fds
             child_fds = recipe.ChildFds(
                 stdin, stdout, stderr, report, control, start_r, netns, mntns
             )
             child = self._fork_init(spec, child_fds)
         except BaseException:
-            os.close(start_w)
+            if start_w >= 0:
+                os.close(start_w)
             if ready is not None:
                 os.close(ready.hold)
             raise
         finally:
-            os.close(start_r)
+            if start_r >= 0:
+                os.close(start_r)
             for fd in (netns, mntns):
                 if fd >= 0:
                     os.close(fd)
