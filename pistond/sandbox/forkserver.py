@@ -78,6 +78,8 @@ class _Builder:
     """Read end: START once built, EOF if it failed."""
     hold: int
     """Write end: closing it lets the helper exit."""
+    pidfd: int
+    """Opened before the helper can be reaped: proves its pid was not reused (see _on_builder)."""
 
 
 @attrs.frozen
@@ -211,8 +213,10 @@ class ForkServer:
         finally:
             os.close(ready_w)
             os.close(hold_r)
+        # No reap can run before this line, so the pidfd is the builder's own.
+        pidfd = os.pidfd_open(pid)
         self.builders[ready_r] = _Builder(
-            key=key, network=spec.stage.network, pid=pid, ready=ready_r, hold=hold_w
+            key=key, network=spec.stage.network, pid=pid, ready=ready_r, hold=hold_w, pidfd=pidfd
         )
         return True
 
@@ -229,6 +233,15 @@ class ForkServer:
                     except OSError:
                         os.close(fd)
                         raise
+                try:
+                    # The helper is alive (its namespaces were just opened) and unreaped, so
+                    # /proc/<pid> was its own: never a reused pid's, never a live sandbox's.
+                    signal.pidfd_send_signal(builder.pidfd, 0)
+                except OSError:
+                    for namespace in (fd, netns):
+                        if namespace >= 0:
+                            os.close(namespace)
+                    raise
                 self.ready_roots.append(
                     _ReadyRoot(
                         key=builder.key,
@@ -245,6 +258,7 @@ class ForkServer:
             logger.warning("root builder %d: %s", builder.pid, exc.strerror)
         finally:
             os.close(builder.ready)
+            os.close(builder.pidfd)
         os.close(builder.hold)
 
     def _on_signals(self, wake_r: int) -> None:
@@ -446,6 +460,7 @@ class ForkServer:
         for pending in self.builders.values():
             os.close(pending.ready)
             os.close(pending.hold)
+            os.close(pending.pidfd)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pending.pid, 0)
         self.builders.clear()
