@@ -181,8 +181,27 @@ _MOUNT_POINTS: Final = (
 def _check_mount_points(root: str) -> None:
     """A runtime root must hold the fixed mount points (nothing is created in a read-only root)."""
     for name, what in _MOUNT_POINTS:
-        if not os.path.isdir(f"{root}/{name}"):
+        if not _is_real_directory(root, name):
             raise OSError(errno.ENOENT, f"{what}: {os.strerror(errno.ENOENT)}")
+
+
+def _is_real_directory(root: str, name: str) -> bool:
+    """Whether ``root/name`` is a directory reached without following any symlink."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(root, flags)
+    except OSError:
+        return False
+    try:
+        for part in name.split("/"):
+            following = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = following
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class _Sources:
