@@ -186,10 +186,13 @@ def _check_mount_points(root: str) -> None:
 
 
 def _is_real_directory(root: str, name: str) -> bool:
-    """Whether ``root/name`` is a directory reached without following any symlink."""
+    """Whether ``root/name`` is a directory reached without following any symlink below root.
+
+    ``root`` itself may be a ``/proc/self/fd`` path (the opened runtime root), so it is followed.
+    """
     flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(root, flags)
+        fd = os.open(root, flags & ~os.O_NOFOLLOW)
     except OSError:
         return False
     try:

@@ -22,3 +22,5 @@ def test_mounts_mount_point_must_be_a_real_directory(tmp_path: Path) -> None:
     assert not _is_real_directory(str(root), "file")
     assert not _is_real_directory(str(root), "missing")
     assert not _is_real_directory(str(tmp_path / "no-root"), "real")
+    os.symlink(root, tmp_path / "root-link")
+    assert _is_real_directory(str(tmp_path / "root-link"), "real")
