@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     # reset what was given before it, hence SUPPRESS there.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="daemon socket")
     parser = argparse.ArgumentParser(
         prog="piston",
         description="Client of the pistond code execution daemon.",
@@ -167,7 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("ppman", "pkg") and args.action == "pack":
             return _pack(args)
-        return trio.run(_dispatch, args)
+        try:
+            return trio.run(_dispatch, args)
+        except BaseExceptionGroup as group:
+            raise _reportable(group) from None
+    except BrokenPipeError:
+        # The reader went away (``piston runtimes | head``): nothing left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except CliError as exc:
         print(f"piston: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -182,6 +190,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _reportable(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a group raised out of trio's nurseries.
+
+    The first CLI, daemon or OS error wins; anything else (a bug) is re-raised as it is.
+    """
+    subgroup = group.subgroup(
+        lambda exc: isinstance(exc, CliError | PistondError | OSError | KeyboardInterrupt)
+    )
+    if subgroup is None:
+        return group
+    wanted: BaseException = subgroup
+    while isinstance(wanted, BaseExceptionGroup):
+        wanted = wanted.exceptions[0]
+    return wanted
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -320,7 +344,7 @@ def _print_stage(title: str, stage: StageResult, out: TextIO) -> None:
         out.write("STDOUT\n" + _ensure_newline(stage.stdout))
     if stage.stderr:
         out.write("STDERR\n" + _ensure_newline(stage.stderr))
-    if stage.code:
+    if stage.code is not None:
         out.write(f"Exit Code: {stage.code}\n")
     if stage.signal:
         out.write(f"Signal: {stage.signal}\n")
@@ -376,14 +400,22 @@ async def _run_interactive(client: PistonClient, args: argparse.Namespace) -> in
 
 
 async def _forward_stdin(job: Any) -> None:
-    stdin = sys.stdin.buffer
-    read: Callable[[int], bytes] = getattr(stdin, "read1", stdin.read)
-    while True:
-        chunk = await trio.to_thread.run_sync(read, 65536, abandon_on_cancel=True)
-        if not chunk:
-            await job.close_stdin()
-            return
-        await job.write(chunk)
+    """Copy this command's stdin to the job, then close the job's stdin at EOF.
+
+    Reads through trio (no thread left blocked in read() when the job ends first). The
+    descriptor is shared with the shell, so its blocking mode is restored afterwards.
+    """
+    fd = sys.stdin.fileno()
+    was_blocking = os.get_blocking(fd)
+    stream = trio.lowlevel.FdStream(os.dup(fd))
+    try:
+        while chunk := await stream.receive_some(65536):
+            await job.write(chunk)
+        await job.close_stdin()
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        os.set_blocking(fd, was_blocking)
 
 
 async def _forward_signals(job: Any) -> None:

@@ -40,7 +40,7 @@ def test_ctl_human_output_shows_stages() -> None:
     )
     _print_job(job(run, compile_), out)
     text = out.getvalue()
-    assert text.startswith("== Compile ==\n")
+    assert text.startswith("== Compile ==\nExit Code: 0\n")
     assert "== Run ==\nSTDOUT\nhi\nSTDERR\noops\n" in text
     assert "Signal: SIGKILL\n" in text
     assert "Status: TO (Time limit exceeded)\n" in text
@@ -77,6 +77,8 @@ def test_ctl_arguments_match_piston_cli() -> None:
         900,
     )
     assert args.files == [Path("a.py"), Path("b.py")]
+    assert parser.parse_args(["ping", "--socket", "/x.sock"]).socket == "/x.sock"
+    assert parser.parse_args(["--socket", "/y.sock", "ping"]).socket == "/y.sock"
     assert parser.parse_args(["--json", "ping"]).json is True
     assert parser.parse_args(["ping", "--json"]).json is True
     assert parser.parse_args(["ping"]).json is False
