@@ -203,20 +203,39 @@ class PackageManager:
         def report(line: str) -> None:
             logger.info("%s-%s: %s", chosen.language, chosen.version, line)
             try:
-                trio.from_thread.run(progress, line, trio_token=token)
+                trio.from_thread.run(progress, self.scrub(line), trio_token=token)
             except Exception:
                 logger.debug("progress callback failed", exc_info=True)
 
         async with self._lock(chosen.language):
-            if chosen.recipe is not None:
-                builder = Builder(self.packages_directory, report)
-                await trio.to_thread.run_sync(builder.build, chosen.recipe, chosen.version)
-            else:
-                assert chosen.entry is not None
-                await trio.to_thread.run_sync(
-                    installing.install_from_index, self.packages_directory, chosen.entry, report
-                )
+            try:
+                if chosen.recipe is not None:
+                    builder = Builder(self.packages_directory, report)
+                    await trio.to_thread.run_sync(builder.build, chosen.recipe, chosen.version)
+                else:
+                    assert chosen.entry is not None
+                    await trio.to_thread.run_sync(
+                        installing.install_from_index,
+                        self.packages_directory,
+                        chosen.entry,
+                        report,
+                    )
+            except PackageError as exc:
+                logger.error("%s-%s: %s", chosen.language, chosen.version, exc.message)
+                raise PackageError(self.scrub(exc.message)) from None
         return chosen.language, chosen.version
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the host's data directory paths (build output names them)."""
+        for directory, placeholder in (
+            (self.packages_directory, "<packages>"),
+            (self.config.data_directory, "<data>"),
+        ):
+            text = text.replace(str(directory), placeholder)
+            resolved = str(directory.resolve())
+            if resolved != str(directory):
+                text = text.replace(resolved, placeholder)
+        return text
 
     async def uninstall(self, language: str, version: str) -> tuple[str, str]:
         """Remove the highest installed version of package ``language`` within ``version``.

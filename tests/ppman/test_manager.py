@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pistond.config import DaemonConfig
+from pistond.config import DaemonConfig, load_config
 from pistond.errors import PackageError, PackageNotFound
 from pistond.models import PackageInfo
 from pistond.ppman import PackageManager
@@ -55,3 +55,13 @@ async def test_manager_install_list_uninstall(
         await manager.uninstall("bash", "1.0.0")
     registry.reload()
     assert [r.version for r in registry.runtimes()] == [host_version]
+
+
+def test_manager_scrubs_host_paths(tmp_path: Path) -> None:
+    """Build output and errors sent to clients name no host data directory."""
+    config = load_config({"PISTON_DATA_DIRECTORY": str(tmp_path / "data")})
+    manager = PackageManager(config)
+    line = (
+        f"E: cannot chroot into {tmp_path}/data/packages/.build/x-1-abc/root (in {tmp_path}/data)"
+    )
+    assert manager.scrub(line) == "E: cannot chroot into <packages>/.build/x-1-abc/root (in <data>)"
