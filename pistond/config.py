@@ -11,6 +11,7 @@ import grp
 import json
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -64,6 +65,11 @@ def _bind_address(_instance: object, attribute: attrs.Attribute[str], value: str
 def _absolute(_instance: object, attribute: attrs.Attribute[Path], value: Path) -> None:
     if not value.is_absolute():
         raise _invalid(attribute, f"must be an absolute path, got {str(value)!r}")
+
+
+def _repo_url(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value and urllib.parse.urlsplit(value).scheme not in ("file", "http", "https"):
+        raise _invalid(attribute, f"must be a file://, http:// or https:// URL, got {value!r}")
 
 
 def _default_bind_address() -> str:
@@ -126,7 +132,7 @@ class DaemonConfig:
     runner_gid_max: int = attrs.field(default=1500, validator=_non_negative)
     disable_networking: bool = True
     """When true, sandboxes see only a loopback interface."""
-    repo_url: str = DEFAULT_REPO_URL
+    repo_url: str = attrs.field(default=DEFAULT_REPO_URL, validator=_repo_url)
     """Piston-format package index (file://, http:// or https://); empty: local recipes only."""
     max_concurrent_jobs: int = attrs.field(default=64, validator=_positive)
     limits: Limits = attrs.field(factory=Limits)

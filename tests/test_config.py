@@ -124,6 +124,10 @@ def test_config_booleans_are_lenient(text: str, expected: bool) -> None:
         ),
         ({"PISTON_MAX_QUEUE_SIZE": "-1"}, "PISTON_MAX_QUEUE_SIZE: cannot be negative, got -1"),
         (
+            {"PISTON_REPO_URL": "ftp://mirror/index"},
+            "PISTON_REPO_URL: must be a file://, http:// or https:// URL, got 'ftp://mirror/index'",
+        ),
+        (
             {"PISTON_LIMIT_OVERRIDES": "{oops"},
             "PISTON_LIMIT_OVERRIDES: Failed to parse the overrides",
         ),
