@@ -145,7 +145,9 @@ class Gateway:
                 result = await self.daemon.call(method, params)
             except PistondError as exc:
                 logger.info("daemon refused %s: %s %s", method, exc.code, exc.message)
-                error = from_rpc_error(exc, package=package)
+                error = from_rpc_error(
+                    exc, package=package, uninstall=method == "packages.uninstall"
+                )
             except DaemonUnavailable:
                 error = unavailable()
             answered = True

@@ -56,12 +56,20 @@ _STATUS: Final = {
 }
 
 
-def from_rpc_error(error: PistondError, *, package: tuple[str, str] | None = None) -> HttpError:
+def from_rpc_error(
+    error: PistondError,
+    *,
+    package: tuple[str, str] | None = None,
+    uninstall: bool = False,
+) -> HttpError:
     """The HTTP answer for a daemon error reply.
 
     Args:
         error: the error the RPC client raised.
         package: language and version of a package request, for Piston's 404 message.
+        uninstall: the request was a package removal, which pistond resolves against the
+            installed packages (D11): nothing installed matching is Piston's 500
+            ``<language>-<version> is not installed``.
 
     Returns:
         400 for ``invalid_params`` and ``runtime_unknown``, 503 with ``Retry-After`` for
@@ -72,6 +80,8 @@ def from_rpc_error(error: PistondError, *, package: tuple[str, str] | None = Non
     message = error.message if isinstance(error.message, str) and error.message else INTERNAL
     if code is ErrorCode.OVERLOADED:
         return unavailable(message)
+    if code is ErrorCode.PACKAGE_NOT_FOUND and package is not None and uninstall:
+        return HttpError(500, f"{package[0]}-{package[1]} is not installed")
     if code is ErrorCode.PACKAGE_NOT_FOUND and package is not None:
         message = f"Requested package {package[0]}-{package[1]} does not exist"
     if code in (ErrorCode.INVALID_REQUEST, ErrorCode.METHOD_NOT_FOUND, ErrorCode.JOB_NOT_FOUND):

@@ -54,3 +54,11 @@ def test_errors_package_not_found_uses_pistons_message() -> None:
     """package_not_found answers 404 with Piston's text naming the request."""
     answer = from_rpc_error(PackageNotFound("no recipe"), package=("node", "99"))
     assert (answer.status, answer.message) == (404, "Requested package node-99 does not exist")
+
+
+def test_errors_uninstall_of_a_package_not_installed_is_pistons_500() -> None:
+    """DELETE of nothing installed: Piston's 500 `<language>-<version> is not installed`."""
+    error = from_rpc_error(
+        PackageNotFound("lua-5.4.4 is not installed"), package=("lua", "5.4.4"), uninstall=True
+    )
+    assert (error.status, error.message) == (500, "lua-5.4.4 is not installed")
