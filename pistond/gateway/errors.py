@@ -68,8 +68,9 @@ def from_rpc_error(
         error: the error the RPC client raised.
         package: language and version of a package request, for Piston's 404 message.
         uninstall: the request was a package removal, which pistond resolves against the
-            installed packages (D11): nothing installed matching is Piston's 500
-            ``<language>-<version> is not installed``.
+            installed packages (D11): nothing installed matching gets Piston's text
+            ``<language>-<version> is not installed``, as a 404 (a client error, not a server
+            failure: Piston's 500 here is one of its defects).
 
     Returns:
         400 for ``invalid_params`` and ``runtime_unknown``, 503 with ``Retry-After`` for
@@ -81,7 +82,7 @@ def from_rpc_error(
     if code is ErrorCode.OVERLOADED:
         return unavailable(message)
     if code is ErrorCode.PACKAGE_NOT_FOUND and package is not None and uninstall:
-        return HttpError(500, f"{package[0]}-{package[1]} is not installed")
+        return HttpError(404, f"{package[0]}-{package[1]} is not installed")
     if code is ErrorCode.PACKAGE_NOT_FOUND and package is not None:
         message = f"Requested package {package[0]}-{package[1]} does not exist"
     if code in (ErrorCode.INVALID_REQUEST, ErrorCode.METHOD_NOT_FOUND, ErrorCode.JOB_NOT_FOUND):

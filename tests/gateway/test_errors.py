@@ -56,9 +56,9 @@ def test_errors_package_not_found_uses_pistons_message() -> None:
     assert (answer.status, answer.message) == (404, "Requested package node-99 does not exist")
 
 
-def test_errors_uninstall_of_a_package_not_installed_is_pistons_500() -> None:
-    """DELETE of nothing installed: Piston's 500 `<language>-<version> is not installed`."""
+def test_errors_uninstall_of_a_package_not_installed_is_a_404() -> None:
+    """DELETE of nothing installed: Piston's text `<language>-<version> is not installed`, 404."""
     error = from_rpc_error(
         PackageNotFound("lua-5.4.4 is not installed"), package=("lua", "5.4.4"), uninstall=True
     )
-    assert (error.status, error.message) == (500, "lua-5.4.4 is not installed")
+    assert (error.status, error.message) == (404, "lua-5.4.4 is not installed")
