@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
@@ -93,6 +94,25 @@ def _command(command: IsolatedCommand) -> list[str]:
     return [sys.executable, "-I", "-m", "pistond.ppman.isolate", command.to_json()]
 
 
+def _start(command: IsolatedCommand, *, stderr: int) -> subprocess.Popen[bytes]:
+    """Start the jail helper for ``command`` in its own session, stdout piped.
+
+    Raises:
+        IsolationError: the helper could not start.
+    """
+    try:
+        return subprocess.Popen(
+            _command(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            env={"PATH": DEFAULT_PATH},
+        )
+    except OSError as exc:
+        raise IsolationError(f"cannot start the build jail: {exc}") from None
+
+
 def run_isolated(
     command: IsolatedCommand,
     *,
@@ -107,17 +127,7 @@ def run_isolated(
     Raises:
         IsolationError: the helper could not start, or the command timed out.
     """
-    try:
-        process = subprocess.Popen(
-            _command(command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            env={"PATH": DEFAULT_PATH},
-        )
-    except OSError as exc:
-        raise IsolationError(f"cannot start the build jail: {exc}") from None
+    process = _start(command, stderr=subprocess.PIPE)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -138,19 +148,7 @@ def stream_isolated(
     Raises:
         IsolationError: the helper could not start, or the command timed out.
     """
-    import threading  # noqa: PLC0415 (only this path needs a timer thread)
-
-    try:
-        process = subprocess.Popen(
-            _command(command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={"PATH": DEFAULT_PATH},
-        )
-    except OSError as exc:
-        raise IsolationError(f"cannot start the build jail: {exc}") from None
+    process = _start(command, stderr=subprocess.STDOUT)
     expired = threading.Event()
 
     def kill() -> None:
