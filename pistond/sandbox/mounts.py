@@ -37,6 +37,7 @@ import os
 from typing import TYPE_CHECKING, Final
 
 from pistond.sandbox import libc
+from pistond.sandbox.spec import RootPlan, root_plan
 
 if TYPE_CHECKING:
     from pistond.sandbox.spec import Bind, SpawnSpec
@@ -97,15 +98,15 @@ def build_root(spec: SpawnSpec, ready_fd: int = -1) -> None:
             libc.setns(ready_fd, libc.CLONE_NEWNS)
             os.close(ready_fd)
         else:
-            prepare_root(spec)
+            prepare_root(root_plan(spec))
         finish_root(spec, box)
     finally:
         os.close(box)
 
 
-def root_key(spec: SpawnSpec) -> tuple[object, ...]:
+def root_key(spec: SpawnSpec) -> RootPlan:
     """What :func:`prepare_root` builds from: sandboxes with equal keys get equal roots."""
-    return (spec.stage.root, spec.stage.network, spec.uid, spec.hostname)
+    return root_plan(spec)
 
 
 def open_box_tree(box_path: str) -> int:
@@ -126,22 +127,23 @@ def open_box_tree(box_path: str) -> int:
         os.close(fd)
 
 
-def prepare_root(spec: SpawnSpec) -> None:
+def prepare_root(plan: RootPlan) -> None:
     """The static part of a sandbox's filesystem, then pivot_root into it.
 
     Run as root in a new mount namespace of its own: everything but the box, ``/tmp``,
     ``/dev/shm`` and ``/proc`` (the root, its binds, the curated ``/etc``, the read-only
     ``/dev``). The fork server has this done ahead of need in a helper process, whose mount
-    namespace the next sandbox with the same :func:`root_key` then enters.
+    namespace the next sandbox with the same :func:`root_key` then enters; the native
+    launcher's templates (:mod:`pistond.sandbox.templates`) are built by it too.
     """
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, what="private /")
     with _Sources() as sources:
-        root = spec.stage.root
+        root = plan.root
         runtime = None if root.path is None else sources.open(root.path, "root", directory=True)
         bind_fds = [sources.open(bind.source, bind.target) for bind in root.binds]
         devices = {name: sources.open(f"/dev/{name}", f"/dev/{name}") for name in DEVICES}
         if runtime is None:
-            _host_view(spec, sources)
+            _host_view(plan, sources)
         else:
             _check_mount_points(runtime)
             _bind(runtime, STAGING, writable=False, what="/")
@@ -270,10 +272,10 @@ def _user_bind(bind: Bind, source: str, *, create: bool) -> None:
     _bind(source, target, writable=bind.writable, what=bind.target)
 
 
-def _host_view(spec: SpawnSpec, sources: _Sources) -> None:
+def _host_view(plan: RootPlan, sources: _Sources) -> None:
     """A tmpfs root with the host's /usr, its top-level links and a curated /etc."""
     usr = sources.open("/usr", "/usr", directory=True)
-    etc = {name: _etc_source(name, sources) for name in _etc_names(spec)}
+    etc = {name: _etc_source(name, sources) for name in _etc_names(plan)}
     _tmpfs(STAGING, "size=1m,nr_inodes=4096,mode=0755", what="/")
     for name in ("usr", "etc", "box", "tmp", "dev", "proc"):
         os.mkdir(_inside(name), 0o755)
@@ -287,13 +289,13 @@ def _host_view(spec: SpawnSpec, sources: _Sources) -> None:
             _bind(
                 sources.open(host, host, directory=True), _inside(name), writable=False, what=host
             )
-    _write_etc(spec)
+    _write_etc(plan)
     for name, source in etc.items():
         if source is not None:
             _place_etc(name, source)
 
 
-def _etc_names(spec: SpawnSpec) -> list[str]:
+def _etc_names(plan: RootPlan) -> list[str]:
     names = list(ETC_ENTRIES)
     with contextlib.suppress(OSError):
         names += sorted(
@@ -301,7 +303,7 @@ def _etc_names(spec: SpawnSpec) -> list[str]:
             for entry in os.listdir("/etc")
             if entry.startswith(ETC_PREFIXES) and os.path.isdir(os.path.join("/etc", entry))
         )
-    if spec.stage.network:
+    if plan.network:
         names += ETC_NETWORK_ENTRIES
     return names
 
@@ -329,22 +331,23 @@ def _place_etc(name: str, source: str) -> None:
     _bind(source, target, writable=False, what="/etc/" + name)
 
 
-def _write_etc(spec: SpawnSpec) -> None:
-    """The generated /etc files: only root, the box user and nobody exist."""
-    uid = spec.uid
+def _write_etc(plan: RootPlan) -> None:
+    """The generated /etc files: only root, the box user (one entry per box uid) and nobody."""
+    users = "".join(f"box:x:{uid}:{uid}:box:/box:/bin/sh\n" for uid in plan.box_uids)
+    groups = "".join(f"box:x:{uid}:\n" for uid in plan.box_uids)
     files = {
         "passwd": (
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-            f"box:x:{uid}:{uid}:box:/box:/bin/sh\n"
+            f"{users}"
             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
         ),
-        "group": f"root:x:0:\nbox:x:{uid}:\nnogroup:x:65534:\n",
+        "group": f"root:x:0:\n{groups}nogroup:x:65534:\n",
         "hosts": (
             "127.0.0.1\tlocalhost\n"
-            f"127.0.1.1\t{spec.hostname}\n"
+            f"127.0.1.1\t{plan.hostname}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         ),
-        "hostname": spec.hostname + "\n",
+        "hostname": plan.hostname + "\n",
         "nsswitch.conf": (
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
             "networks: files\nprotocols: files\nservices: files\n"

@@ -28,39 +28,16 @@ import trio
 from pistond.errors import SandboxError
 from pistond.sandbox import libc, namespaces
 from pistond.sandbox.forkserver import FD_COUNT, MAX_MESSAGE, configure_socket, launch_command
+from pistond.sandbox.namespaces import SandboxExit
 from pistond.sandbox.spec import SpawnSpec, spec_to_wire
+
+__all__ = ["ForkServer", "SandboxExit", "SandboxProcess"]
 
 logger = logging.getLogger(__name__)
 
 _STOP_TIMEOUT: Final = 5.0
 _REPLY_TIMEOUT: Final = 30.0
 """Seconds to wait for the fork server's reply (its own setup timeout is shorter)."""
-
-
-@attrs.frozen
-class SandboxExit:
-    """How a sandbox ended, as its PID 1 reported it."""
-
-    program_status: int | None
-    """Raw wait status of the program; None if PID 1 was killed before reporting."""
-    setup_error: str | None
-    """Set when the recipe failed before exec (the stage's status is XX)."""
-    timings: tuple[tuple[str, int], ...] = ()
-    """Timing mode only: ``(process.step, CLOCK_MONOTONIC ns)`` of each recipe step, in order."""
-
-    @property
-    def exit_code(self) -> int | None:
-        """The program's exit code, or None if it did not exit normally."""
-        if self.program_status is None or not os.WIFEXITED(self.program_status):
-            return None
-        return os.WEXITSTATUS(self.program_status)
-
-    @property
-    def term_signal(self) -> int | None:
-        """The signal that killed the program, or None."""
-        if self.program_status is None or not os.WIFSIGNALED(self.program_status):
-            return None
-        return os.WTERMSIG(self.program_status)
 
 
 @attrs.define(eq=False)
@@ -99,6 +76,12 @@ class SandboxProcess:
         return SandboxExit(
             program_status=status, setup_error=error, timings=namespaces.decode_timings(report)
         )
+
+    async def wait_closed(self) -> bool:
+        """Wait until PID 1 is gone (:meth:`wait` already waited for it); a fork server's
+        sandbox never hands its network namespace on, so this says False."""
+        await trio.lowlevel.wait_readable(self.pidfd)
+        return False
 
     def kill(self) -> None:
         """SIGKILL PID 1 through the pidfd, ending the whole namespace; idempotent."""
