@@ -67,6 +67,7 @@ class FakeCgroup2:
         monkeypatch.setattr(os, "mkdir", self.mkdir)
         monkeypatch.setattr(os, "rmdir", self.rmdir)
         monkeypatch.setattr(_kernfs, "write", self.write)
+        monkeypatch.setattr(_kernfs, "PeakCounter", FakePeak)
 
     def _inside(self, path: Path | str) -> bool:
         return Path(path).is_relative_to(self.root)
@@ -141,6 +142,32 @@ class FakeCgroup2:
             self._set_procs(directory, [])
         else:
             path.write_text(value)
+
+
+@attrs.define(eq=False)
+class FakePeak:
+    """memory.peak as Linux 6.12 has it: a reset through the descriptor restarts the peak
+    from memory.current (emulated by writing that value into the plain file)."""
+
+    path: Path
+    resettable: bool = True
+
+    @classmethod
+    def open(cls, path: Path) -> FakePeak:
+        return cls(path=path, resettable=path.exists())
+
+    def reset(self) -> None:
+        if self.resettable:
+            self.path.write_text((self.path.parent / "memory.current").read_text())
+
+    def read(self) -> int | None:
+        if not self.resettable or not self.path.exists():
+            self.resettable = False
+            return None
+        return int(self.path.read_text())
+
+    def close(self) -> None:
+        pass
 
 
 def _mountinfo(path: Path, *lines: str) -> Path:
@@ -363,6 +390,46 @@ V1_SELF = (
 )
 
 
+V1_FILES = {
+    "memory": {
+        "memory.limit_in_bytes": "9223372036854771712\n",
+        "memory.memsw.limit_in_bytes": "9223372036854771712\n",
+        "memory.usage_in_bytes": "0\n",
+        "memory.max_usage_in_bytes": "0\n",
+        "memory.failcnt": "0\n",
+        "memory.swappiness": "60\n",
+        "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max\n", "pids.events": "max 0\n"},
+    "cpu,cpuacct": {"cpuacct.usage": "0\n"},
+    "freezer": {"freezer.state": "THAWED\n"},
+    "unified": {
+        "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
+        "cgroup.events": "populated 0\nfrozen 0\n",
+        "cgroup.kill": "",
+    },
+}
+"""The control files a v1 or unified group gets from the kernel, by hierarchy."""
+
+
+@pytest.fixture
+def v1_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkdir under tmp_path/cgroup fills a group with its hierarchy's control files."""
+    real_mkdir = os.mkdir
+    root = tmp_path / "cgroup"
+
+    def mkdir(path: str | Path, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        target = Path(path)
+        if dir_fd is None and target.is_relative_to(root) and "pistond-jobs" in target.parts[:-1]:
+            hierarchy = target.relative_to(root).parts[0]
+            files = {"cgroup.procs": "", "tasks": "", **V1_FILES.get(hierarchy, {})}
+            for name, text in files.items():
+                (target / name).write_text(text)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
 def _detect_files(tmp_path: Path, lines: list[str], config: DaemonConfig) -> HybridBackend:
     root = tmp_path / "cgroup"
     for hierarchy in ("cpu,cpuacct", "memory/process_api/abc", "pids", "freezer", "unified"):
@@ -449,7 +516,9 @@ def test_mountinfo_escapes_decoded(tmp_path: Path) -> None:
     assert [m.point for m in mounts] == [Path("/sys/fs/my cg")]
 
 
-def test_hybrid_limits_memory_before_memsw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hybrid_limits_memory_before_memsw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v1_files: None
+) -> None:
     """v1 memory.limit_in_bytes is written before memsw with the same value, then pids.max."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=True), DaemonConfig())
@@ -477,7 +546,7 @@ def test_cgroup_limits_validated() -> None:
         CgroupLimits(memory_bytes=None, max_processes=0)
 
 
-def test_v1_readings_parsed(tmp_path: Path) -> None:
+def test_v1_readings_parsed(tmp_path: Path, v1_files: None) -> None:
     """v1 readings: cpuacct.usage, max_usage_in_bytes, oom_control, pids.events, cgroup.procs."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
@@ -498,7 +567,7 @@ def test_v1_readings_parsed(tmp_path: Path) -> None:
     assert group.populated()
 
 
-def test_v1_oom_without_oom_kill_counter(tmp_path: Path) -> None:
+def test_v1_oom_without_oom_kill_counter(tmp_path: Path, v1_files: None) -> None:
     """Old kernels without oom_kill: under_oom, or failures with the peak at the limit, count."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
