@@ -13,14 +13,14 @@ Usage::
                     ...
                 result = await stage.wait()
 
-Every stage runs in a fresh sandbox (built by the fork server) over the job's box, in a fresh
-cgroup; :mod:`pistond.sandbox.supervise` enforces its limits and always cleans up.
+Every stage runs in a fresh sandbox (started by the native launcher, or the Python fork server
+where the launcher is not available) over the job's box, in its box slot's cgroup for that
+stage, reset for it; :mod:`pistond.sandbox.supervise` enforces its limits and always cleans up.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -33,17 +33,18 @@ from pistond.errors import SandboxError
 from pistond.models import SandboxInfo
 from pistond.sandbox.box import Box as BoxStorage
 from pistond.sandbox.box import cleanup_stale_boxes, open_box
-from pistond.sandbox.cgroups import CgroupBackend, CgroupLimits, detect
+from pistond.sandbox.cgroups import CgroupBackend, CgroupLimits, RunGroup, detect
+from pistond.sandbox.spawners import RawSpawner, Spawner, SpawnRequest, wrap_spawner
 from pistond.sandbox.spec import Bind as Bind
 from pistond.sandbox.spec import RootView as RootView
 from pistond.sandbox.spec import SpawnSpec as SpawnSpec
 from pistond.sandbox.spec import StageLimits as StageLimits
 from pistond.sandbox.spec import StageSpec as StageSpec
-from pistond.sandbox.supervise import SpawnerLike, open_supervised_stage
 from pistond.sandbox.supervise import SupervisedStage as Stage
+from pistond.sandbox.supervise import open_supervised_stage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from pistond.config import DaemonConfig
     from pistond.models import SourceFile, StageResult
@@ -103,28 +104,30 @@ class Box:
             SandboxError: the cgroup could not be made or the sandbox could not be spawned.
         """
         sandbox = self._sandbox
-        limits = spec.limits
-        name = f"box-{self.slot}-{stage}-{next(sandbox._counter)}"
         await trio.lowlevel.checkpoint()
-        group = sandbox.cgroups.create(
-            name,
-            CgroupLimits(memory_bytes=limits.memory_bytes, max_processes=limits.max_processes),
-        )
+        group = sandbox.stage_group(self.slot, stage, spec.limits)
         spawn_spec = SpawnSpec(
             stage=spec,
             box_path=str(self._storage.path),
             uid=self.uid,
             cgroup_procs=tuple(group.procs_files),
         )
+        request = SpawnRequest(
+            spec=spawn_spec, slot=self.slot, box_fd=self._storage.root_fd, group=group
+        )
         async with open_supervised_stage(
-            spawner=sandbox.fork_server, group=group, spec=spawn_spec, live=live
+            spawner=sandbox.spawner, request=request, live=live
         ) as running:
             yield running
         if running.cleanup_failed:
             sandbox.quarantine(self.slot)
         if running.result is not None and running.result.status is not None:
             logger.debug(
-                "box %d %s: %s (%s)", self.slot, name, running.result.status, running.result.message
+                "box %d %s: %s (%s)",
+                self.slot,
+                stage,
+                running.result.status,
+                running.result.message,
             )
 
     async def run_stage(
@@ -143,15 +146,44 @@ class Box:
 
 @attrs.define(eq=False)
 class Sandbox:
-    """The daemon's sandbox: a fork server, a cgroup backend and the boxes of running jobs."""
+    """The daemon's sandbox: a spawner, a cgroup backend and the boxes of running jobs."""
 
     config: DaemonConfig
-    fork_server: SpawnerLike
+    spawner: Spawner
     cgroups: CgroupBackend
     info: SandboxInfo
-    _counter: Iterator[int] = attrs.field(factory=itertools.count)
     quarantined: set[int] = attrs.field(factory=set)
     """Box slots whose processes outlived their cleanup: never handed out again."""
+    _groups: dict[tuple[int, str], RunGroup] = attrs.field(factory=dict)
+    """Each box slot's cgroup per stage kind, made on first use and reused."""
+
+    def stage_group(self, slot: int, stage: str, limits: StageLimits) -> RunGroup:
+        """The cgroup of ``stage`` in box ``slot``, reset for a stage with ``limits``.
+
+        A group serves one stage at a time: the slot's previous stage of the kind emptied it.
+
+        Raises:
+            SandboxError: the group could not be made or its limits written.
+        """
+        wanted = CgroupLimits(memory_bytes=limits.memory_bytes, max_processes=limits.max_processes)
+        group = self._groups.get((slot, stage))
+        if group is None:
+            group = self.cgroups.create(f"box-{slot}-{stage}", wanted)
+            self._groups[(slot, stage)] = group
+        else:
+            group.reset(wanted)
+        return group
+
+    def remove_groups(self) -> None:
+        """Remove every stage group (the daemon is stopping; none is in use)."""
+        for (slot, _), group in sorted(self._groups.items()):
+            if slot in self.quarantined:
+                continue
+            try:
+                group.remove()
+            except (OSError, SandboxError) as exc:
+                logger.warning("cgroup %s kept: %s", group.name, exc)
+        self._groups.clear()
 
     def quarantine(self, slot: int) -> None:
         """Retire ``slot``: a stage of it could not be cleaned up, so its uid may still run."""
@@ -185,12 +217,12 @@ def jobs_group_name(config: DaemonConfig) -> str:
 
 
 @asynccontextmanager
-async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncIterator[Sandbox]:
+async def open_sandbox(config: DaemonConfig, spawner: RawSpawner) -> AsyncIterator[Sandbox]:
     """Detect cgroups, clean what a previous daemon left (groups, boxes), and serve boxes.
 
     Args:
         config: the daemon configuration.
-        fork_server: the started fork server (``pistond.sandbox.spawn.ForkServer``); the caller
+        spawner: the started launcher or fork server (``spawners.start_spawner``); the caller
             owns it and closes it after this block.
 
     Raises:
@@ -202,16 +234,24 @@ async def open_sandbox(config: DaemonConfig, fork_server: SpawnerLike) -> AsyncI
     stale_boxes = cleanup_stale_boxes(config)
     if stale_groups or stale_boxes:
         logger.info("cleaned %d stale cgroups and %d stale boxes", stale_groups, stale_boxes)
-    info = SandboxInfo(
-        cgroup=backend.kind,
-        # The fork server compiles its filter at start and does not run without it.
-        seccomp=True,
-        network=not config.disable_networking,
-    )
-    try:
-        yield Sandbox(config=config, fork_server=fork_server, cgroups=backend, info=info)
-    finally:
-        _remove_jobs_dirs(backend)
+    box_uids = tuple(range(config.box_uid_base, config.box_uid_base + config.max_concurrent_jobs))
+    async with trio.open_nursery() as background:
+        wrapped = wrap_spawner(spawner, nursery=background, box_uids=box_uids)
+        info = SandboxInfo(
+            cgroup=backend.kind,
+            # Both spawners get the compiled filter at start and do not run without it.
+            seccomp=True,
+            network=not config.disable_networking,
+        )
+        sandbox = Sandbox(config=config, spawner=wrapped, cgroups=backend, info=info)
+        logger.info("sandboxes are started by the %s spawner", wrapped.kind)
+        try:
+            yield sandbox
+        finally:
+            background.cancel_scope.cancel()
+            wrapped.close()
+            sandbox.remove_groups()
+            _remove_jobs_dirs(backend)
 
 
 def _remove_jobs_dirs(backend: CgroupBackend) -> None:

@@ -52,6 +52,11 @@ class Box:
     _root_fd: int
 
     @property
+    def root_fd(self) -> int:
+        """The box's root directory, opened without following links (owned by the box)."""
+        return self._root_fd
+
+    @property
     def submission_path(self) -> Path:
         """Host path of ``submission/``; for the spawn spec only, never to open files by."""
         return self.path / SUBMISSION

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
@@ -21,6 +22,7 @@ import trio
 from pistond.errors import SandboxError
 from pistond.models import StageStatus
 from pistond.sandbox.output import OutputCapture
+from pistond.sandbox.spawners import SpawnRequest
 from pistond.sandbox.spec import RootView, SpawnSpec, StageLimits, StageSpec
 from pistond.sandbox.supervise import (
     DRAIN_TIMEOUT,
@@ -32,7 +34,6 @@ from pistond.sandbox.supervise import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from pistond.config import DaemonConfig
     from pistond.models import StageResult
@@ -58,6 +59,10 @@ def _spawn_spec(**changes: int | None) -> SpawnSpec:
     return SpawnSpec(stage=stage, box_path="/nonexistent", uid=60_000, cgroup_procs=())
 
 
+def _request(group: FakeGroup, **changes: int | None) -> SpawnRequest:
+    return SpawnRequest(spec=_spawn_spec(**changes), slot=0, box_fd=-1, group=group)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------- scripted process and group
 
 
@@ -65,6 +70,7 @@ def _spawn_spec(**changes: int | None) -> SpawnSpec:
 class FakeExit:
     program_status: int | None
     setup_error: str | None = None
+    complete: bool = False
 
 
 @attrs.define(eq=False)
@@ -95,6 +101,10 @@ class FakeProcess:
         await self.exited.wait()
         return FakeExit(self.status, self.setup_error)
 
+    async def wait_closed(self) -> bool:
+        await self.exited.wait()
+        return False
+
     def kill(self) -> None:
         self.killed += 1
         self.exit(signal.SIGKILL)
@@ -111,7 +121,9 @@ class FakeSpawner:
     fail: bool = False
     processes: list[FakeProcess] = attrs.field(factory=list)
 
-    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> FakeProcess:
+    async def spawn(
+        self, request: SpawnRequest, *, stdin: int, stdout: int, stderr: int
+    ) -> FakeProcess:
         await trio.lowlevel.checkpoint()
         if self.fail:
             raise OSError(32, "fork server gone")
@@ -162,7 +174,7 @@ async def _run(
     spawner = FakeSpawner()
     async with trio.open_nursery() as nursery:
         async with open_supervised_stage(
-            spawner=spawner, group=group, spec=_spawn_spec(**limits)
+            spawner=spawner, request=_request(group, **limits)
         ) as stage:
             process = spawner.processes[0]
             nursery.start_soon(program, process)  # type: ignore[arg-type]
@@ -173,7 +185,7 @@ async def _run(
 
 
 async def test_supervise_clean_exit_collects_output_and_cleans() -> None:
-    """Exit 0: nil status, output kept, cgroup measured and removed, pidfd closed."""
+    """Exit 0: nil status, output kept, cgroup measured and emptied (kept), pidfd closed."""
 
     async def program(process: FakeProcess) -> None:
         os.write(process.stdout, b"hi\n")
@@ -185,7 +197,8 @@ async def test_supervise_clean_exit_collects_output_and_cleans() -> None:
     assert (result.stdout, result.stderr) == ("hi\n", "warn\n")
     assert result.output in ("hi\nwarn\n", "warn\nhi\n")
     assert (result.cpu_time, result.memory) == (5, 3_000_000)
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
     assert process.closed
 
 
@@ -333,11 +346,11 @@ async def test_supervise_exit_does_not_wait_for_pipe_holders() -> None:
 
 
 async def test_supervise_outside_cancellation_kills_and_cleans() -> None:
-    """Cancelling the stage from outside kills, reaps, removes the cgroup and re-raises."""
+    """Cancelling the stage from outside kills, reaps, empties the cgroup and re-raises."""
     group = FakeGroup(tasks=True)
     spawner = FakeSpawner()
     with trio.move_on_after(0.1) as scope:
-        async with open_supervised_stage(spawner=spawner, group=group, spec=_spawn_spec()) as stage:
+        async with open_supervised_stage(spawner=spawner, request=_request(group)) as stage:
             await stage.wait()
     assert scope.cancelled_caught
     process = spawner.processes[0]
@@ -345,36 +358,37 @@ async def test_supervise_outside_cancellation_kills_and_cleans() -> None:
     assert process.exited.is_set()
     assert process.closed
     assert group.kills >= 1
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
 async def test_supervise_leaving_block_kills_running_stage() -> None:
     """Leaving the block without waiting kills the stage; its result is SG SIGKILL."""
     spawner = FakeSpawner()
     group = FakeGroup()
-    async with open_supervised_stage(spawner=spawner, group=group, spec=_spawn_spec()) as stage:
+    async with open_supervised_stage(spawner=spawner, request=_request(group)) as stage:
         pass
     assert stage.result is not None
     assert (stage.result.status, stage.result.signal) == (StageStatus.SIGNALED, "SIGKILL")
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
-async def test_supervise_spawn_failure_raises_and_removes_group() -> None:
-    """A failed spawn is a SandboxError, and the fresh cgroup is removed."""
+async def test_supervise_spawn_failure_raises_and_empties_group() -> None:
+    """A failed spawn is a SandboxError, and the cgroup is left empty (kept for reuse)."""
     group = FakeGroup()
     with pytest.raises(SandboxError):
-        async with open_supervised_stage(
-            spawner=FakeSpawner(fail=True), group=group, spec=_spawn_spec()
-        ):
+        async with open_supervised_stage(spawner=FakeSpawner(fail=True), request=_request(group)):
             pass
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
 async def test_supervise_interactive_stdin_output_and_signal() -> None:
     """Interactive: stdin reaches the program, output streams live, signals are forwarded."""
     spawner = FakeSpawner()
     async with open_supervised_stage(
-        spawner=spawner, group=FakeGroup(), spec=_spawn_spec(), live=True
+        spawner=spawner, request=_request(FakeGroup()), live=True
     ) as stage:
         process = spawner.processes[0]
         await stage.write(b"ping")
@@ -398,7 +412,7 @@ async def test_supervise_unread_stdin_does_not_block_the_end() -> None:
     spawner = FakeSpawner()
     with trio.fail_after(5):
         async with open_supervised_stage(
-            spawner=spawner, group=FakeGroup(), spec=_spawn_spec(wall_time_ms=200)
+            spawner=spawner, request=_request(FakeGroup(), wall_time_ms=200)
         ) as stage:
             await stage.write(b"x" * (4 * 1024 * 1024))
             await stage.close_stdin()
@@ -443,15 +457,22 @@ def _real_sandbox_reason() -> str | None:
 real = pytest.mark.skipif(_real_sandbox_reason() is not None, reason=str(_real_sandbox_reason()))
 
 
-@pytest.fixture
-def fork_server() -> object:
-    """A fresh fork server per test: it is started outside trio and bound to one trio run."""
+@pytest.fixture(params=["native", "python"])
+def fork_server(request: pytest.FixtureRequest) -> object:
+    """A fresh spawner per test, each kind in turn: the native launcher, then the Python fork
+    server (the fallback). Started outside trio and bound to one trio run."""
     reason = _real_sandbox_reason()
     if reason is not None:
         pytest.skip(reason)
-    from pistond.sandbox.spawn import ForkServer  # noqa: PLC0415 (optional until it exists)
+    if request.param == "python":
+        from pistond.sandbox.spawn import ForkServer  # noqa: PLC0415
 
-    return ForkServer.start()
+        return ForkServer.start()
+    from pistond.sandbox import launch, seccomp  # noqa: PLC0415
+
+    executable = launch.find_executable()
+    assert executable is not None, "the native launcher was not built by the install"
+    return launch.Launcher.start(executable, seccomp.build_filter())
 
 
 @pytest.fixture
@@ -511,10 +532,13 @@ def _mounted(prefix: str) -> bool:
 
 
 def _leftover_cgroups(sandbox: Sandbox) -> list[str]:
-    """Stage groups left in this sandbox's own jobs directories."""
+    """Stage groups of this sandbox that still hold a task (empty ones are kept for reuse)."""
     found = []
     for directory in getattr(sandbox.cgroups, "jobs_dirs", ()):
-        found += [entry.name for entry in os.scandir(directory) if entry.is_dir()]
+        for entry in os.scandir(directory):
+            procs = os.path.join(entry.path, "cgroup.procs")
+            if entry.is_dir() and Path(procs).read_text(encoding="ascii").strip():
+                found.append(entry.name)
     return found
 
 
