@@ -153,6 +153,7 @@ export class Workspace {
           type: "button",
           role: "tab",
           id: `file-tab-${index}`,
+          "data-name": entry.name,
           "aria-selected": String(selected),
           "aria-controls": "editor",
           tabindex: selected ? "0" : "-1",
