@@ -1,4 +1,5 @@
-"""The playground in a real browser: headless Chromium (Debian's) driven by selenium.
+"""The playground in real browsers: Debian's headless Chromium driven by selenium, and Debian's
+headless firefox-esr driven over WebDriver BiDi by puppeteer-core (Debian has no geckodriver).
 
 Rules: the page is served by the test gateway on 127.0.0.1 (port 0) in front of a real pistond
 with its host runtimes (python, bash, c, c++); the fake daemon pass is skipped. Every test types
@@ -10,8 +11,10 @@ Content-Security-Policy, failed loads).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -380,3 +383,63 @@ def test_every_control_has_an_accessible_name(page: Page) -> None:
         """
     )
     assert unnamed == []
+
+
+FIREFOX = Path("/usr/bin/firefox-esr")
+FIREFOX_DRIVER_DIR = Path(__file__).parent / "firefox"
+
+
+@pytest.fixture(scope="module")
+def firefox_driver() -> Path:
+    """node with puppeteer-core (``npm ci`` from the committed lock file, no install scripts).
+
+    Debian ships no geckodriver, so Firefox is driven over its built-in WebDriver BiDi.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not FIREFOX.exists() or node is None or npm is None:
+        pytest.skip("Debian's firefox-esr, node and npm are needed (scripts/bootstrap)")
+    if not (FIREFOX_DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir():
+        subprocess.run(
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+            cwd=FIREFOX_DRIVER_DIR,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return Path(node)
+
+
+def test_firefox_runs_python_c_interactive_and_share(
+    gateway: GatewayStack, firefox_driver: Path
+) -> None:
+    """In headless Firefox: python with stdin, C, interactive echo and EOF, a share link; no
+    script error and no Content-Security-Policy violation."""
+    if gateway.fake is not None:
+        pytest.skip("the browser tests run real programs: they use the real-daemon pass")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="pistond-firefox-", dir="/tmp")
+    try:
+        completed = subprocess.run(
+            [str(firefox_driver), "playground_firefox.mjs", gateway.url, profile, str(SCREENSHOTS)],
+            cwd=FIREFOX_DRIVER_DIR,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["errors"] == []
+    seen = report["seen"]
+    assert seen["user_agent"].startswith("firefox/")
+    assert seen["python"] == "hello, firefox\n"
+    assert seen["c_compile"] == "OK"
+    assert seen["c_run"] == "OK\n"
+    assert "from firefox\necho: from firefox\n" in seen["console"]
+    assert "run stage ended: exit code 0" in seen["console"]
+    assert "4999 Job Completed" in seen["console_state"]
+    assert seen["shared"] == "shared in firefox\n"
+    assert seen["shared_stdin"] == "in firefox"
+    assert seen["violations"] == []
