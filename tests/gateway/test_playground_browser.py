@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from .conftest import GatewayStack
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency")
-from selenium.common.exceptions import TimeoutException  # noqa: E402 (after importorskip)
+from selenium.common.exceptions import (  # noqa: E402 (after importorskip)
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -108,7 +111,13 @@ class Page:
     def wait_for(self, condition: Callable[[Any], Any], timeout: float = WAIT) -> Any:
         """Wait for ``condition(driver)`` to be truthy; fail with a screenshot if it never is."""
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+            wait = WebDriverWait(
+                self.driver,
+                timeout,
+                poll_frequency=0.1,
+                ignored_exceptions=[StaleElementReferenceException],
+            )
+            return wait.until(condition)
         except TimeoutException:
             self.screenshot("timeout")
             raise
@@ -127,8 +136,13 @@ class Page:
 
     def editor_text(self) -> str:
         """The text of the file shown in the editor."""
-        lines = self.find("#editor").shadow_root.find_elements(By.CSS_SELECTOR, ".cm-line")
-        return "\n".join(line.text for line in lines)
+        return str(
+            self.driver.execute_script(
+                "const root = document.querySelector('#editor').shadowRoot;"
+                "return [...root.querySelectorAll('.cm-line')].map((l) => l.textContent)"
+                ".join('\\n');"
+            )
+        )
 
     def type_program(self, text: str) -> None:
         """Replace the shown file's text by typing ``text`` (the editor closes brackets)."""
@@ -147,10 +161,11 @@ class Page:
 
     def stage_text(self, stage: str, stream: str) -> str:
         """The shown stdout or stderr of a stage ('' until it is shown)."""
-        found = self.driver.find_elements(
-            By.CSS_SELECTOR, f"#results [data-stage={stage}] pre[data-stream={stream}]"
+        selector = f"#results [data-stage={stage}] pre[data-stream={stream}]"
+        text = self.driver.execute_script(
+            "return document.querySelector(arguments[0])?.textContent ?? '';", selector
         )
-        return str(found[0].text) if found else ""
+        return str(text).rstrip("\n")
 
     def console_text(self, stream: str) -> str:
         """Everything the interactive console shows for one stream."""

@@ -31,6 +31,8 @@ export class Workspace {
       basicSetup,
       keymap.of([indentWithTab]),
       EditorView.contentAttributes.of({ "aria-label": "Code editor" }),
+      // The help text lives outside the shadow root, so it is named in words, not by id.
+      EditorView.contentAttributes.of({ "aria-description": "Tab indents; Esc then Tab leaves" }),
       EditorView.lineWrapping,
       THEME,
     ];
