@@ -110,9 +110,7 @@ class LauncherHarness:
     templates: Templates
     network: NetworkPool
 
-    async def spawn(
-        self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int
-    ) -> Any:
+    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> Any:
         try:
             template = await self.templates.get(root_plan(spec))
         except RootUnavailable as exc:

@@ -1,8 +1,9 @@
 """The child recipe, observed from inside real sandboxes.
 
 Rules: every test builds real sandboxes, once through the native launcher and once through the
-Python fork server, as root, over a box tmpfs mounted by a fixture; probes (``programs/observe.py``, /bin/sh) print what they see and the
-test compares whole tables. Tests skip, with the reason, where namespaces or root are absent.
+Python fork server, as root, over a box tmpfs mounted by a fixture; probes
+(``programs/observe.py``, /bin/sh) print what they see and the test compares whole tables.
+Tests skip, with the reason, where namespaces or root are absent.
 """
 
 from __future__ import annotations
