@@ -31,8 +31,7 @@ import trio
 
 from pistond.errors import SandboxError
 from pistond.models import SandboxInfo
-from pistond.sandbox.box import Box as BoxStorage
-from pistond.sandbox.box import cleanup_stale_boxes, open_box
+from pistond.sandbox.box import BoxMount, cleanup_stale_boxes, open_box
 from pistond.sandbox.cgroups import CgroupBackend, CgroupLimits, RunGroup, detect
 from pistond.sandbox.spawners import RawSpawner, Spawner, SpawnRequest, wrap_spawner
 from pistond.sandbox.spec import Bind as Bind
@@ -69,7 +68,7 @@ class Box:
     """A job's box: its files, and the stages that run over them."""
 
     _sandbox: Sandbox
-    _storage: BoxStorage
+    _storage: BoxMount
 
     @property
     def slot(self) -> int:
@@ -80,6 +79,11 @@ class Box:
     def uid(self) -> int:
         """The uid (and gid) every stage of this box runs as."""
         return self._storage.uid
+
+    @property
+    def root_fd(self) -> int:
+        """The box's root directory, opened without following links (owned by the box)."""
+        return self._storage.root_fd
 
     def write_files(self, files: Sequence[SourceFile]) -> None:
         """Write the submitted files into the box, symlink-safely; call before any stage.
@@ -112,9 +116,7 @@ class Box:
             uid=self.uid,
             cgroup_procs=tuple(group.procs_files),
         )
-        request = SpawnRequest(
-            spec=spawn_spec, slot=self.slot, box_fd=self._storage.root_fd, group=group
-        )
+        request = SpawnRequest(spec=spawn_spec, slot=self.slot, box_fd=self.root_fd, group=group)
         async with open_supervised_stage(
             spawner=sandbox.spawner, request=request, live=live
         ) as running:

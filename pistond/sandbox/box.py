@@ -41,8 +41,8 @@ def boxes_directory(config: DaemonConfig) -> Path:
 
 
 @attrs.define(eq=False)
-class Box:
-    """One job's mounted box."""
+class BoxMount:
+    """One job's mounted box tmpfs (``pistond.sandbox.Box`` runs stages over it)."""
 
     slot: int
     uid: int
@@ -93,7 +93,7 @@ def _prepare_boxes_directory(config: DaemonConfig) -> int:
     return fd
 
 
-def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
+def mount_box(config: DaemonConfig, slot: int, uid: int) -> BoxMount:
     """Mount the tmpfs of box ``slot`` and create its ``submission/`` directory.
 
     Raises:
@@ -142,10 +142,10 @@ def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
         raise SandboxError("the job's box could not be set up") from exc
     finally:
         os.close(boxes_fd)
-    return Box(slot=slot, uid=uid, path=path, root_fd=root_fd)
+    return BoxMount(slot=slot, uid=uid, path=path, root_fd=root_fd)
 
 
-def unmount_box(config: DaemonConfig, box: Box) -> None:
+def unmount_box(config: DaemonConfig, box: BoxMount) -> None:
     """Tear a box down: close its fd, detach its tmpfs, remove the empty mount point."""
     os.close(box._root_fd)
     _unmount(box.path)
@@ -178,7 +178,7 @@ def _remove_mount_point(boxes_fd: int, name: str) -> None:
 
 
 @asynccontextmanager
-async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[Box]:
+async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[BoxMount]:
     """Mount box ``slot`` for a job; always unmount it when the block ends.
 
     Args:

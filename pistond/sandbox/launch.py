@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from pistond.errors import SandboxError
-from pistond.sandbox import launchspec, libc, namespaces, recipe
+from pistond.sandbox import launchspec, libc, namespaces, recipe, seccomp
 from pistond.sandbox.forkserver import configure_socket
 from pistond.sandbox.launchspec import FdRole, Features, Reply
 
@@ -55,6 +55,18 @@ def find_executable() -> Path | None:
     """The launcher built by the install, next to its sources; None if it was not built."""
     candidate = Path(str(resources.files("pistond.sandbox").joinpath("launcher", EXECUTABLE_NAME)))
     return candidate if os.access(candidate, os.X_OK) else None
+
+
+def start_built(*, timing: bool = False) -> Launcher:
+    """Start the launcher the install built, with the seccomp filter compiled now.
+
+    Raises:
+        SandboxError: it was not built, or it does not start.
+    """
+    executable = find_executable()
+    if executable is None:
+        raise SandboxError("the native launcher was not built (no C compiler at install)")
+    return Launcher.start(executable, seccomp.build_filter(), timing=timing)
 
 
 @attrs.frozen
@@ -224,6 +236,8 @@ class Launcher:
     async def _call(
         self, kind: bytes, payload: bytes, fds: Sequence[int]
     ) -> tuple[Reply, int | None]:
+        if self._closed:
+            raise SandboxError("launcher is closed")
         if self._dead or self._process.poll() is not None:
             self._restart()
         if self._reader is None:

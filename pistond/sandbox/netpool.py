@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from pistond.errors import SandboxError
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 @attrs.define(eq=False)
 class NetworkPool:
-    """One reusable network namespace per box slot.
+    """One reusable network namespace per box slot, lent to one stage at a time.
 
     Args:
         make: makes a new namespace (``Launcher.network_namespace``).
@@ -33,31 +35,40 @@ class NetworkPool:
 
     make: Callable[[], Awaitable[int]]
     _slots: dict[int, int] = attrs.field(factory=dict)
+    _lent: set[int] = attrs.field(factory=set)
     _locks: dict[int, trio.Lock] = attrs.field(factory=dict)
     made: int = 0
     """Namespaces made so far."""
     replaced: int = 0
     """Namespaces dropped because a stage left them unclean."""
 
-    async def get(self, slot: int) -> int:
-        """The slot's namespace (owned by the pool: use it now), made if it has none.
+    async def acquire(self, slot: int) -> int:
+        """Lend the slot's namespace (made if it has none) to one stage until :meth:`release`.
 
         Raises:
-            SandboxError: no namespace could be made.
+            SandboxError: the namespace is lent already (two live sandboxes must never share
+                one), or none could be made.
         """
-        fd = self._slots.get(slot)
-        if fd is not None:
-            return fd
-        lock = self._locks.setdefault(slot, trio.Lock())
-        async with lock:
+        if slot in self._lent:
+            raise SandboxError(f"box {slot}: its network namespace is in use")
+        self._lent.add(slot)
+        try:
             fd = self._slots.get(slot)
             if fd is None:
-                fd = self._slots[slot] = await self.make()
-                self.made += 1
+                lock = self._locks.setdefault(slot, trio.Lock())
+                async with lock:
+                    fd = self._slots.get(slot)
+                    if fd is None:
+                        fd = self._slots[slot] = await self.make()
+                        self.made += 1
+        except BaseException:
+            self._lent.discard(slot)
+            raise
         return fd
 
-    def returned(self, slot: int, fd: int, clean: bool) -> None:
-        """A stage of ``slot`` that used namespace ``fd`` ended; keep it only if ``clean``."""
+    def release(self, slot: int, fd: int, clean: bool) -> None:
+        """The stage of ``slot`` that used namespace ``fd`` ended; keep it only if ``clean``."""
+        self._lent.discard(slot)
         if clean or self._slots.get(slot) != fd:
             return
         del self._slots[slot]

@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from pistond.errors import SandboxError
-from pistond.sandbox import launch, seccomp
+from pistond.sandbox import launch
 from pistond.sandbox.launch import Launcher, StageHandles
 from pistond.sandbox.namespaces import SandboxExit
 from pistond.sandbox.netpool import NetworkPool
@@ -113,20 +113,25 @@ class LauncherSpawner:
             # As on the fork server's path, a root that cannot be built is the stage's setup
             # error (XX, naming the mount), not a failure of the spawner.
             return FailedSandbox(setup_error=f"mounts: {exc}")
-        netns = -1 if spec.stage.network else await self.network.get(request.slot)
-        group = request.group.handles()
-        handles = StageHandles(
-            box=request.box_fd,
-            mount_namespace=template,
-            network_namespace=netns,
-            cgroup2=group.cgroup2,
-            cgroup_v1=group.tasks,
-        )
-        process = await self.launcher.spawn(
-            spec, handles, stdin=stdin, stdout=stdout, stderr=stderr
-        )
+        netns = -1 if spec.stage.network else await self.network.acquire(request.slot)
+        try:
+            group = request.group.handles()
+            handles = StageHandles(
+                box=request.box_fd,
+                mount_namespace=template,
+                network_namespace=netns,
+                cgroup2=group.cgroup2,
+                cgroup_v1=group.tasks,
+            )
+            process = await self.launcher.spawn(
+                spec, handles, stdin=stdin, stdout=stdout, stderr=stderr
+            )
+        except BaseException:
+            if netns >= 0:
+                self.network.release(request.slot, netns, clean=False)
+            raise
         if netns >= 0:
-            process.on_closed = partial(self.network.returned, request.slot, netns)
+            process.on_closed = partial(self.network.release, request.slot, netns)
         return process
 
     def close(self) -> None:
@@ -172,14 +177,13 @@ def start_spawner() -> RawSpawner:
         SandboxError: neither could be started.
     """
     timing = os.environ.get(TIMING_ENV) == "1"
-    executable = launch.find_executable()
-    if executable is None:
+    if launch.find_executable() is None:
         logger.warning(
             "native launcher not built (no C compiler at install?): using the Python fork server"
         )
     else:
         try:
-            return Launcher.start(executable, seccomp.build_filter(), timing=timing)
+            return launch.start_built(timing=timing)
         except SandboxError as exc:
             logger.warning("native launcher unusable (%s): using the Python fork server", exc)
     return ForkServer.start()

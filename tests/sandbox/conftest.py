@@ -10,6 +10,7 @@ spawner stopped (which SIGKILLs any sandbox still alive).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -20,7 +21,7 @@ import attrs
 import pytest
 import trio
 
-from pistond.sandbox import launch, libc, seccomp
+from pistond.sandbox import launch, libc
 from pistond.sandbox.launch import Launcher, StageHandles
 from pistond.sandbox.netpool import NetworkPool
 from pistond.sandbox.spawn import ForkServer, SandboxExit, SandboxProcess
@@ -109,13 +110,15 @@ class LauncherHarness:
     launcher: Launcher
     templates: Templates
     network: NetworkPool
+    _slots: itertools.count[int] = attrs.field(factory=itertools.count)
 
     async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> Any:
         try:
             template = await self.templates.get(root_plan(spec))
         except RootUnavailable as exc:
             return FailedSandbox(setup_error=f"mounts: {exc}")
-        netns = -1 if spec.stage.network else await self.network.get(0)
+        slot = next(self._slots)  # as the daemon's, live sandboxes never share a slot
+        netns = -1 if spec.stage.network else await self.network.acquire(slot)
         box = os.open(spec.box_path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             handles = StageHandles(box=box, mount_namespace=template, network_namespace=netns)
@@ -125,20 +128,13 @@ class LauncherHarness:
         finally:
             os.close(box)
         if netns >= 0:
-            process.on_closed = lambda clean: self.network.returned(0, netns, clean)
+            process.on_closed = lambda clean: self.network.release(slot, netns, clean)
         return process
 
     async def aclose(self) -> None:
         self.templates.close()
         self.network.close()
         await self.launcher.aclose()
-
-
-def start_launcher() -> Launcher:
-    """The native launcher, which the install builds (a test failure if it did not)."""
-    executable = launch.find_executable()
-    assert executable is not None, "the native launcher was not built by the install"
-    return Launcher.start(executable, seccomp.build_filter())
 
 
 @pytest.fixture(params=["native", "python"])
@@ -151,7 +147,7 @@ async def spawner(request: pytest.FixtureRequest, sandbox_capable: None) -> Asyn
         finally:
             await server.aclose()
         return
-    launcher = start_launcher()
+    launcher = launch.start_built()
     async with trio.open_nursery() as nursery:
         harness = LauncherHarness(
             launcher=launcher,

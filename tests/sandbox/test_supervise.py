@@ -468,11 +468,9 @@ def fork_server(request: pytest.FixtureRequest) -> object:
         from pistond.sandbox.spawn import ForkServer  # noqa: PLC0415
 
         return ForkServer.start()
-    from pistond.sandbox import launch, seccomp  # noqa: PLC0415
+    from pistond.sandbox import launch  # noqa: PLC0415
 
-    executable = launch.find_executable()
-    assert executable is not None, "the native launcher was not built by the install"
-    return launch.Launcher.start(executable, seccomp.build_filter())
+    return launch.start_built()
 
 
 @pytest.fixture

@@ -211,6 +211,7 @@ _Noreturn void run_init(const struct spec *spec)
         char text[512];
         if (finish_root(spec, text, sizeof text) < 0)
             fail_with(text);
+        mark("mounts");
     }
     STEP("hostname", set_hostname(spec));
     STEP("exec pipe", pipe2(exec_pipe, O_CLOEXEC));
