@@ -84,8 +84,10 @@ async def _run(
                     "host runtimes installed: %s", ", ".join("-".join(p) for p in installed)
                 )
                 registry.reload()
-        async with open_sandbox(config, spawner) as sandbox:
+        async with open_sandbox(config, spawner) as sandbox, trio.open_nursery() as teardown:
             jobs = JobManager.create(config, sandbox, registry)
+            # Finished jobs release their box and slot here, after their result went out.
+            jobs.teardown = teardown
             api = Api(
                 config=config,
                 jobs=jobs,

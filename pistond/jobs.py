@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import outcome
 import trio
 
 from pistond.capacity import Capacity
@@ -70,6 +71,9 @@ class JobManager:
     _next_id: int = 0
     _running: dict[str, Any] = attrs.field(factory=dict)
     """Interactive jobs' running stages, by job id."""
+    teardown: trio.Nursery | None = None
+    """Where ``execute`` jobs run, so that their result can be returned before their box and
+    slot are released (the daemon's; None runs them in the caller's task)."""
 
     @classmethod
     def create(
@@ -113,8 +117,30 @@ class JobManager:
         return f"j{self._next_id}"
 
     async def execute(self, job: PreparedJob, *, job_id: str | None = None) -> JobResult:
-        """Run a prepared job to its result (``execute``)."""
-        return await self.run(job, job_id=job_id or self.new_job_id())
+        """Run a prepared job to its result (``execute``).
+
+        With a background nursery (:attr:`teardown`), the result is returned as soon as the
+        last stage's is known; the job then releases its box and slot in the background.
+        Cancelling the caller cancels the job (which still cleans up).
+        """
+        job_id = job_id or self.new_job_id()
+        if self.teardown is None:
+            return await self.run(job, job_id=job_id)
+        handoff = _Handoff()
+        self.teardown.start_soon(self._run_handing_off, job, job_id, handoff)
+        return await handoff.receive()
+
+    async def _run_handing_off(self, job: PreparedJob, job_id: str, handoff: _Handoff) -> None:
+        """:meth:`run` in the background nursery, its outcome handed to the waiting caller."""
+        with handoff.scope:
+            try:
+                result = await self.run(job, job_id=job_id, finished=handoff.deliver)
+                handoff.deliver(outcome.Value(result))
+            except Exception as exc:
+                if not handoff.deliver(outcome.Error(exc)):
+                    logger.exception("job %s: its box or slot could not be released", job_id)
+            finally:
+                handoff.deliver(outcome.Error(SandboxError("the job was cancelled")))
 
     async def run(
         self,
@@ -123,16 +149,18 @@ class JobManager:
         job_id: str,
         events: JobEvents | None = None,
         stdin: trio.MemoryReceiveChannel[bytes | None] | None = None,
+        finished: Callable[[outcome.Outcome[JobResult]], bool] | None = None,
     ) -> JobResult:
         """Take a slot, write the files, run compile (if any) then run, and return the result.
 
         With ``events`` and ``stdin`` the run stage is interactive: stdin chunks are written
-        as they come (``None`` closes stdin) and output is reported as it arrives.
+        as they come (``None`` closes stdin) and output is reported as it arrives. ``finished``
+        is given the result as soon as it is known, before the box and slot are released.
         """
         request, runtime = job.request, job.runtime
         try:
             async with self.capacity.slot() as slot, self._box(slot) as box:
-                logger.info(
+                logger.debug(
                     "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
                 )
                 try:
@@ -140,18 +168,22 @@ class JobManager:
                 except SandboxError as exc:
                     raise InvalidParams(f"files cannot be written: {exc}") from None
                 compile_result = None
+                run_result = None
                 if runtime.compiled:
                     compile_result = await self._stage(
                         box, job, job_id, StageName.COMPILE, events=events, stdin=None
                     )
                     if compile_result.code != 0:
                         self._count(compile_result)
-                        return JobResult(runtime.language, runtime.version, compile_result, None)
-                run_result = await self._stage(
-                    box, job, job_id, StageName.RUN, events=events, stdin=stdin
-                )
-                self._count(run_result)
-                return JobResult(runtime.language, runtime.version, compile_result, run_result)
+                if compile_result is None or compile_result.code == 0:
+                    run_result = await self._stage(
+                        box, job, job_id, StageName.RUN, events=events, stdin=stdin
+                    )
+                    self._count(run_result)
+                result = JobResult(runtime.language, runtime.version, compile_result, run_result)
+                if finished is not None:
+                    finished(outcome.Value(result))
+            return result
         except (trio.Cancelled, InvalidParams):
             raise
         except BaseException:
@@ -269,6 +301,34 @@ class JobManager:
             return False
         running.kill()
         return True
+
+
+@attrs.define(eq=False)
+class _Handoff:
+    """A job's outcome, from the background task that runs it to the caller that waits."""
+
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    """The job's own scope: cancelled when the caller stops waiting."""
+    _ready: trio.Event = attrs.field(factory=trio.Event)
+    _outcome: outcome.Outcome[JobResult] | None = None
+
+    def deliver(self, result: outcome.Outcome[JobResult]) -> bool:
+        """Hand ``result`` over; False when one was handed over already."""
+        if self._ready.is_set():
+            return False
+        self._outcome = result
+        self._ready.set()
+        return True
+
+    async def receive(self) -> JobResult:
+        """Wait for the outcome; if the caller is cancelled meanwhile, cancel the job."""
+        try:
+            await self._ready.wait()
+        except BaseException:
+            self.scope.cancel()
+            raise
+        assert self._outcome is not None
+        return self._outcome.unwrap()
 
 
 def sandbox_failure(job_id: str) -> StageResult:

@@ -65,10 +65,16 @@ logger = logging.getLogger(__name__)
 
 @attrs.define(eq=False)
 class Box:
-    """A job's box: its files, and the stages that run over them."""
+    """A job's box: its files, and the stages that run over them, one at a time.
+
+    A stage's result is returned as soon as it is known; its sandbox then goes away in the
+    box's own nursery, and the box's next stage (and its end) waits for that.
+    """
 
     _sandbox: Sandbox
     _storage: BoxMount
+    _releases: trio.Nursery
+    _last: Stage | None = None
 
     @property
     def slot(self) -> int:
@@ -108,7 +114,9 @@ class Box:
             SandboxError: the cgroup could not be made or the sandbox could not be spawned.
         """
         sandbox = self._sandbox
-        await trio.lowlevel.checkpoint()
+        await self.wait_released()
+        if self.slot in sandbox.quarantined:
+            raise SandboxError("the box slot was retired: a stage outlived its cleanup")
         group = sandbox.stage_group(self.slot, stage, spec.limits)
         spawn_spec = SpawnSpec(
             stage=spec,
@@ -118,11 +126,10 @@ class Box:
         )
         request = SpawnRequest(spec=spawn_spec, slot=self.slot, box_fd=self.root_fd, group=group)
         async with open_supervised_stage(
-            spawner=sandbox.spawner, request=request, live=live
+            spawner=sandbox.spawner, request=request, live=live, release_in=self._releases
         ) as running:
+            self._last = running
             yield running
-        if running.cleanup_failed:
-            sandbox.quarantine(self.slot)
         if running.result is not None and running.result.status is not None:
             logger.debug(
                 "box %d %s: %s (%s)",
@@ -131,6 +138,17 @@ class Box:
                 running.result.status,
                 running.result.message,
             )
+
+    async def wait_released(self) -> None:
+        """Wait until the box's last stage's sandbox is gone (and retire the slot if its
+        processes outlived the cleanup)."""
+        last = self._last
+        if last is None:
+            await trio.lowlevel.checkpoint()
+            return
+        await last.wait_released()
+        if last.cleanup_failed:
+            self._sandbox.quarantine(self.slot)
 
     async def run_stage(
         self, spec: StageSpec, stdin: bytes = b"", *, stage: str = "stage"
@@ -203,7 +221,15 @@ class Sandbox:
         if not 0 <= slot < self.config.max_concurrent_jobs:
             raise SandboxError("box slot out of range")
         async with open_box(self.config, slot, self.config.box_uid_base + slot) as storage:
-            yield Box(sandbox=self, storage=storage)
+            box: Box | None = None
+            try:
+                async with trio.open_nursery() as releases:
+                    box = Box(sandbox=self, storage=storage, releases=releases)
+                    yield box
+            finally:
+                if box is not None:
+                    with trio.CancelScope(shield=True):
+                        await box.wait_released()
 
 
 def jobs_group_name(config: DaemonConfig) -> str:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from typing import TYPE_CHECKING, Final
 
 from pistond.sandbox import libc
@@ -149,7 +150,7 @@ def prepare_root(plan: RootPlan) -> None:
             _bind(runtime, STAGING, writable=False, what="/")
         for bind, fd in zip(root.binds, bind_fds, strict=True):
             _user_bind(bind, fd, create=runtime is None)
-        _dev(devices)
+        _dev(devices, make_nodes=plan.shared)
     if root.path is None:
         libc.mount(None, STAGING, None, libc.MS_REMOUNT | _RO | _BASE, what="read-only /")
     _pivot()
@@ -276,7 +277,8 @@ def _host_view(plan: RootPlan, sources: _Sources) -> None:
     """A tmpfs root with the host's /usr, its top-level links and a curated /etc."""
     usr = sources.open("/usr", "/usr", directory=True)
     etc = {name: _etc_source(name, sources) for name in _etc_names(plan)}
-    _tmpfs(STAGING, "size=1m,nr_inodes=4096,mode=0755", what="/")
+    size = "size=16m,nr_inodes=16384" if plan.shared else "size=1m,nr_inodes=4096"
+    _tmpfs(STAGING, f"{size},mode=0755", what="/")
     for name in ("usr", "etc", "box", "tmp", "dev", "proc"):
         os.mkdir(_inside(name), 0o755)
     _bind(usr, _inside("/usr"), writable=False, what="/usr")
@@ -292,7 +294,7 @@ def _host_view(plan: RootPlan, sources: _Sources) -> None:
     _write_etc(plan)
     for name, source in etc.items():
         if source is not None:
-            _place_etc(name, source)
+            _place_etc(name, source, copy=plan.shared)
 
 
 def _etc_names(plan: RootPlan) -> list[str]:
@@ -318,11 +320,26 @@ def _etc_source(name: str, sources: _Sources) -> str | None:
     return sources.open(host, "/etc/" + name)
 
 
-def _place_etc(name: str, source: str) -> None:
+def _place_etc(name: str, source: str, *, copy: bool) -> None:
+    """One curated /etc entry: a symlink as it is; a file or directory bound read-only, or
+    with ``copy`` copied into the (later read-only) tmpfs root, links kept as links."""
     target = _inside("/etc/" + name)
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     if source.startswith("link:"):
         os.symlink(source.removeprefix("link:"), target)
+        return
+    if copy:
+        # Only template builders copy: the fork server (and every sandbox it forks) keeps
+        # shutil and its compression modules out of its memory.
+        import shutil  # noqa: PLC0415
+
+        try:
+            if os.path.isdir(source):
+                shutil.copytree(source, target, symlinks=True)
+            else:
+                shutil.copy2(source, target)
+        except OSError as exc:
+            raise OSError(exc.errno, f"copy /etc/{name}: {exc.strerror}") from None
         return
     if os.path.isdir(source):
         os.mkdir(target, 0o755)
@@ -363,14 +380,26 @@ def _scratch_tmpfs(path: str, spec: SpawnSpec) -> None:
     _tmpfs(path, options, what=path)
 
 
-def _dev(devices: dict[str, str]) -> None:
-    """A read-only /dev with the five harmless devices, the fd links and a /dev/shm mount point."""
+def _dev(devices: dict[str, str], *, make_nodes: bool) -> None:
+    """A read-only /dev with the five harmless devices, the fd links and a /dev/shm mount point.
+
+    Each device is a read-write bind of the host's node, or with ``make_nodes`` a node made in
+    place with the host node's device number (no mount). Either way the tmpfs allows device
+    access (nothing else of the sandbox does), and being read-only it gets no new node.
+    """
     dev = _inside("/dev")
     _tmpfs(
         dev, "size=64k,nr_inodes=64,mode=0755", what="/dev", flags=libc.MS_NOSUID | libc.MS_NOEXEC
     )
     for name, source in devices.items():
         target = f"{dev}/{name}"
+        if make_nodes:
+            host = os.stat(source)
+            if not stat.S_ISCHR(host.st_mode):
+                raise OSError(errno.EINVAL, f"/dev/{name}: not a character device")
+            os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
+            os.chmod(target, 0o666)
+            continue
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
         _bind(source, target, writable=True, what=f"/dev/{name}", dev=True)
     for name, target in DEV_LINKS:

@@ -108,7 +108,7 @@ class LauncherSpawner:
         """
         spec = request.spec
         try:
-            template = await self.templates.get(root_plan(spec, self.box_uids))
+            template = await self.templates.get(root_plan(spec, self.box_uids, shared=True))
         except RootUnavailable as exc:
             # As on the fork server's path, a root that cannot be built is the stage's setup
             # error (XX, naming the mount), not a failure of the spawner.

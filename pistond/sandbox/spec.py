@@ -103,15 +103,20 @@ class RootPlan:
     hostname: str
     box_uids: tuple[int, ...]
     """The uids the host view's generated ``/etc/passwd`` and ``/etc/group`` name ``box``."""
+    shared: bool = False
+    """The root serves many sandboxes (a launcher template): the host view's ``/etc`` files are
+    copied in and ``/dev``'s nodes made in place, instead of bind mounts, so that each
+    sandbox's copy of the namespace holds only a few mounts. Same content either way."""
 
 
-def root_plan(spec: SpawnSpec, box_uids: tuple[int, ...] = ()) -> RootPlan:
+def root_plan(spec: SpawnSpec, box_uids: tuple[int, ...] = (), *, shared: bool = False) -> RootPlan:
     """The root plan of ``spec``; its passwd names ``box_uids`` (default: the spec's uid)."""
     return RootPlan(
         root=spec.stage.root,
         network=spec.stage.network,
         hostname=spec.hostname,
         box_uids=box_uids or (spec.uid,),
+        shared=shared,
     )
 
 
@@ -128,6 +133,7 @@ def plan_from_wire(data: Mapping[str, Any]) -> RootPlan:
         network=bool(data["network"]),
         hostname=str(data["hostname"]),
         box_uids=tuple(int(uid) for uid in data["box_uids"]),
+        shared=bool(data["shared"]),
     )
 
 

@@ -206,6 +206,9 @@ class SupervisedStage:
     _started_at: float
     _stdin_lock: trio.Lock = attrs.field(factory=trio.Lock)
     _done: trio.Event = attrs.field(factory=trio.Event)
+    """The result is known (or the stage failed to produce one)."""
+    _released: trio.Event = attrs.field(factory=trio.Event)
+    """The sandbox is gone, its group empty and every descriptor closed."""
     _readers_done: trio.Event = attrs.field(factory=trio.Event)
     _readers_left: int = 2
     _exit: SandboxExitLike | None = None
@@ -259,11 +262,15 @@ class SupervisedStage:
                 yield item
 
     async def wait(self) -> StageResult:
-        """Wait for the stage to end; its result."""
+        """Wait for the stage to end; its result (the sandbox may still be going away)."""
         await self._done.wait()
         if self._result is None:
             raise SandboxError("the stage was cancelled before it finished")
         return self._result
+
+    async def wait_released(self) -> None:
+        """Wait until the sandbox is gone, its group empty and its descriptors closed."""
+        await self._released.wait()
 
     @property
     def result(self) -> StageResult | None:
@@ -315,7 +322,11 @@ class SupervisedStage:
         self._exit_at = trio.current_time()
 
     async def supervise(self) -> None:
-        """Run the stage to its end; always kill, reap and remove the cgroup before returning."""
+        """Run the stage to its end; always kill, reap and empty the cgroup before returning.
+
+        The result is published (:meth:`wait` returns) before the release: PID 1's exit, which
+        tears its namespaces down, and the group's emptiness are awaited after it.
+        """
         try:
             with trio.move_on_after(self.wall_limit_ms / 1000) as wall:
                 async with trio.open_nursery() as nursery:
@@ -333,40 +344,49 @@ class SupervisedStage:
         finally:
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + CLEANUP_TIMEOUT
-                await self._finish()
+                try:
+                    await self._finish()
+                finally:
+                    self._done.set()
+                    await self._release()
             if cleanup.cancelled_caught:
                 self.cleanup_failed = True
                 logger.error("sandbox pid %d: cleanup did not finish in time", self.process.pid)
             self._done.set()
+            self._released.set()
 
     async def _finish(self) -> None:
-        """Kill, reap, measure, close every fd; set the result."""
+        """Kill if needed, wait for the exit, measure; set the result."""
+        if self._exit is None:
+            self._kill_now()
+            await self._wait_exit()
+        assert self._exit is not None
+        if not self._exit.complete:
+            await self._wait_group_empty()
+        wall = (self._exit_at or trio.current_time()) - self._started_at
+        measurements = Measurements(
+            cpu_time_ns=self.group.cpu_time_ns(),
+            memory_bytes=self.group.memory_peak(),
+            oom_killed=self.group.oom_killed(),
+            wall_time_s=wall,
+        )
+        self._result = verdict(
+            capture=self.capture,
+            sandbox_exit=self._exit,
+            killed_for=self._killed_for,
+            measurements=measurements,
+            cpu_limit_ms=self.cpu_limit_ms,
+        )
+
+    async def _release(self) -> None:
+        """PID 1 is exiting (or was killed): wait for it, whose exit tears the namespaces
+        down, and for the group to be empty (it serves the slot's next stage); close fds."""
         try:
             if self._exit is None:
                 self._kill_now()
-                await self._wait_exit()
-            assert self._exit is not None
-            if not self._exit.complete:
-                await self._wait_group_empty()
-            wall = (self._exit_at or trio.current_time()) - self._started_at
-            measurements = Measurements(
-                cpu_time_ns=self.group.cpu_time_ns(),
-                memory_bytes=self.group.memory_peak(),
-                oom_killed=self.group.oom_killed(),
-                wall_time_s=wall,
-            )
-            self._result = verdict(
-                capture=self.capture,
-                sandbox_exit=self._exit,
-                killed_for=self._killed_for,
-                measurements=measurements,
-                cpu_limit_ms=self.cpu_limit_ms,
-            )
-        finally:
-            # PID 1 is exiting (or was killed): its exit tears the namespaces down. The group
-            # serves the slot's next stage, so it must be empty when this stage is done.
             self.network_clean = await self.process.wait_closed()
             await self._wait_group_empty()
+        finally:
             self.process.close()
             for stream in (self._stdin, self._stdout, self._stderr):
                 if stream is not None:
@@ -392,17 +412,21 @@ async def open_supervised_stage(
     spawner: SpawnerLike,
     request: SpawnRequest,
     live: bool = False,
+    release_in: trio.Nursery | None = None,
 ) -> AsyncIterator[SupervisedStage]:
     """Spawn ``request`` in its group and supervise it until the block ends.
 
     The group is emptied when the stage ends, also when the spawn fails. Leaving the block
-    kills a stage still running and waits for its cleanup.
+    kills a stage still running and waits for its result, and for its release (PID 1 gone,
+    group empty) unless ``release_in`` is given: the release then finishes in that nursery
+    (:meth:`SupervisedStage.wait_released` says when).
 
     Args:
         spawner: the launcher or the fork server.
         request: what to run; its group is reset for it, and ``request.spec.cgroup_procs``
             names the group's procs files.
         live: whether :meth:`SupervisedStage.output` streams chunks (interactive jobs).
+        release_in: a nursery that outlives the block, to supervise the stage in.
 
     Raises:
         SandboxError: the pipes could not be made or the sandbox could not be spawned.
@@ -452,6 +476,16 @@ async def open_supervised_stage(
     stage.capture.on_overflow = stage._on_overflow
     if live:
         stage.capture.on_output = stage._on_output
+    if release_in is not None:
+        release_in.start_soon(stage.supervise)
+        try:
+            yield stage
+        finally:
+            if stage.result is None:
+                stage.kill()
+            with trio.CancelScope(shield=True):
+                await stage._done.wait()
+        return
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stage.supervise)
         try:

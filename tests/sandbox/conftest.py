@@ -114,7 +114,7 @@ class LauncherHarness:
 
     async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> Any:
         try:
-            template = await self.templates.get(root_plan(spec))
+            template = await self.templates.get(root_plan(spec, shared=True))
         except RootUnavailable as exc:
             return FailedSandbox(setup_error=f"mounts: {exc}")
         slot = next(self._slots)  # as the daemon's, live sandboxes never share a slot

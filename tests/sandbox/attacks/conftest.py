@@ -214,7 +214,15 @@ class AttackHost:
             if not point.startswith(boxes)
         ]
         if self.boxes.is_dir():
-            found += [f"box directory {entry.name}" for entry in self.boxes.iterdir()]
+            # Each slot's mount point stays, empty, for its next job.
+            found += [
+                f"box directory {entry.name}"
+                for entry in self.boxes.iterdir()
+                if not entry.name.isdigit()
+                or int(entry.name) >= SLOTS
+                or entry.is_symlink()
+                or any(entry.iterdir())
+            ]
         return found
 
     def jobs_memory(self) -> int:
