@@ -52,15 +52,22 @@ def editable_checkout() -> Path | None:
 
     Read from the distribution's ``direct_url.json`` (PEP 610), and accepted only when that
     checkout's ``pistond/`` is the package imported now (not another copy on ``sys.path``).
+    Every distribution named pistond on ``sys.path`` is asked: a build's ``pistond.egg-info``
+    in the current directory may shadow the installed one.
     """
-    try:
-        text = importlib.metadata.distribution("pistond").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
+    for distribution in importlib.metadata.distributions(name="pistond"):
+        checkout = _recorded_checkout(distribution.read_text("direct_url.json"))
+        if checkout is not None:
+            return checkout
+    return None
+
+
+def _recorded_checkout(direct_url: str | None) -> Path | None:
+    """The checkout a ``direct_url.json`` names, if it is editable and holds this package."""
+    if not direct_url:
         return None
-    if not text:
-        return None
     try:
-        record = json.loads(text)
+        record = json.loads(direct_url)
     except json.JSONDecodeError:
         return None
     if not isinstance(record, dict) or not record.get("dir_info", {}).get("editable"):

@@ -26,12 +26,12 @@ class FakeDistribution:
         return self.direct_url
 
 
-def _record(monkeypatch: pytest.MonkeyPatch, direct_url: str | None) -> None:
-    def distribution(name: str) -> FakeDistribution:
+def _records(monkeypatch: pytest.MonkeyPatch, *direct_urls: str | None) -> None:
+    def distributions(name: str) -> list[FakeDistribution]:
         assert name == "pistond"
-        return FakeDistribution(direct_url)
+        return [FakeDistribution(direct_url) for direct_url in direct_urls]
 
-    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    monkeypatch.setattr(importlib.metadata, "distributions", distributions)
 
 
 def test_resources_editable_install_uses_its_checkout() -> None:
@@ -57,9 +57,17 @@ def test_resources_other_records_name_no_checkout(
     monkeypatch: pytest.MonkeyPatch, direct_url: str | None
 ) -> None:
     """Only an editable record of the checkout holding this very package counts."""
-    _record(monkeypatch, direct_url)
+    _records(monkeypatch, direct_url)
     assert resources.editable_checkout() is None
     assert resources.shipped(resources.RECIPES) is None
+
+
+def test_resources_a_shadowing_egg_info_is_passed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build's pistond.egg-info (no direct_url.json) found first does not hide the editable
+    install's record."""
+    editable = json.dumps({"url": CHECKOUT.as_uri(), "dir_info": {"editable": True}})
+    _records(monkeypatch, None, editable)
+    assert resources.editable_checkout() == CHECKOUT
 
 
 def test_resources_package_share_comes_first(
