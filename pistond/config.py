@@ -23,6 +23,8 @@ from cattrs.errors import ClassValidationError
 from pistond.errors import ConfigError
 
 ENV_PREFIX: Final = "PISTON_"
+DEFAULT_GATEWAY_USER: Final = "pistond-gateway"
+"""The system user ``systemd/sysusers.d/pistond.conf`` creates for the gateway."""
 DEFAULT_REPO_URL: Final = ""
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "NONE")
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
@@ -70,6 +72,12 @@ def _absolute(_instance: object, attribute: attrs.Attribute[Path], value: Path) 
 def _repo_url(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value and urllib.parse.urlsplit(value).scheme not in ("file", "http", "https"):
         raise _invalid(attribute, f"must be a file://, http:// or https:// URL, got {value!r}")
+
+
+def _user_spec(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    user, sep, group = value.partition(":")
+    if not user or (sep and not group) or ":" in group:
+        raise _invalid(attribute, f"must be user or user:group, got {value!r}")
 
 
 def _default_bind_address() -> str:
@@ -167,7 +175,9 @@ class DaemonConfig:
     max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
     """Largest HTTP request body the gateway accepts, in bytes (more: 413)."""
     gateway_allow_root: bool = False
-    """Let ``pistond-gateway`` run as root (it refuses by default)."""
+    """Let ``pistond-gateway`` run as root (started by root, it drops to gateway_user)."""
+    gateway_user: str = attrs.field(default=DEFAULT_GATEWAY_USER, validator=_user_spec)
+    """``user`` or ``user:group`` the gateway drops to when started as root."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
 
