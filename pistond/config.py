@@ -23,6 +23,8 @@ from cattrs.errors import ClassValidationError
 from pistond.errors import ConfigError
 
 ENV_PREFIX: Final = "PISTON_"
+DEFAULT_SOCKET: Final = "/run/pistond/pistond.sock"
+"""The daemon's RPC socket unless ``PISTON_SOCKET`` says otherwise (the one place it is set)."""
 DEFAULT_GATEWAY_USER: Final = "pistond-gateway"
 """The system user ``systemd/sysusers.d/pistond.conf`` creates for the gateway."""
 DEFAULT_REPO_URL: Final = ""
@@ -146,7 +148,7 @@ class DaemonConfig:
     limits: Limits = attrs.field(factory=Limits)
     limit_overrides: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
     """Per runtime language, limits that replace the global ones."""
-    socket: Path = attrs.field(default=Path("/run/pistond/pistond.sock"), validator=_absolute)
+    socket: Path = attrs.field(default=Path(DEFAULT_SOCKET), validator=_absolute)
     """RPC socket path (ignored under systemd socket activation)."""
     socket_group: str = ""
     """Group that owns the socket; empty: ``pistond`` if it exists."""

@@ -19,7 +19,7 @@ from pistond_packages.layout import PackageLayout
 
 from pistond._version import __version__
 from pistond.client import JobDone, JobExit, JobOutput, JobStage, PistonClient, open_client
-from pistond.config import load_config
+from pistond.config import DEFAULT_SOCKET, load_config
 from pistond.convert import converter
 from pistond.errors import ConfigError, PistondError
 from pistond.models import JobResult, StageResult
@@ -29,7 +29,6 @@ from pistond.ppman.spec import SpecError, apply_spec
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-DEFAULT_SOCKET: Final = "/run/pistond/pistond.sock"
 EXIT_ERROR: Final = 1
 FORWARDED_SIGNALS: Final = (
     signal.SIGINT,

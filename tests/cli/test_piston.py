@@ -1,4 +1,5 @@
-"""The piston CLI: arguments, human output and exit codes (the daemon side is in test_daemon)."""
+"""pistond.cli.piston, the `piston` CLI: arguments, human output and exit codes (the daemon side
+is in test_daemon)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pistond.ctl import _print_job, build_parser, exit_code, main
+from pistond.cli.piston import _print_job, build_parser, exit_code, main
 from pistond.models import JobResult, StageStatus
 from pistond.testing import stage_result
 
