@@ -202,6 +202,30 @@ def variable_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def as_variables(config: DaemonConfig) -> dict[str, str]:
+    """Every setting of ``config`` as the ``PISTON_*`` variable and text that would set it.
+
+    ``load_config(as_variables(config))`` gives ``config`` back; the lines suit an
+    ``EnvironmentFile=``.
+    """
+    values: dict[str, object] = {
+        name: getattr(config, name) for name in sorted(_CONFIG_FIELDS)
+    } | attrs.asdict(config.limits)
+    return {variable_name(name): _as_text(value) for name, value in values.items()}
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, default=dict)
+    return str(value)
+
+
 def _parse_int(value: object, _type: type) -> int:
     if isinstance(value, bool):
         raise ValueError(f"must be an integer, got {value!r}")

@@ -32,6 +32,7 @@ SHIPPED_IN_WHEEL = (
     "pistond/share/systemd/pistond-gateway.service",
     "pistond/share/systemd/sysusers.d/pistond.conf",
     "pistond/share/docs/protocol.md",
+    "pistond/share/docs/deploy.md",
     "pistond/share/README.md",
     "pistond/share/contrib/example-plugin/pyproject.toml",
     "pistond/share/examples/hello.py",
@@ -203,3 +204,21 @@ def test_wheel_daemon_runs_host_runtimes_and_builds_a_recipe(
     script = tmp_path / "hello.lua"
     script.write_text("print('lua in its root', _VERSION)\n")
     assert "lua in its root\tLua 5.4" in _piston(venv, wheel_daemon, "run", "lua", str(script))
+
+
+def test_wheel_install_units_point_at_the_venv(venv: Path, tmp_path: Path) -> None:
+    """The wheel's `pistond install-units` writes units that start the venv's own commands."""
+    completed = subprocess.run(
+        [str(venv / "bin" / "pistond"), "install-units", "--root", str(tmp_path), "--no-sysusers"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_clean_environ(),
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    units = tmp_path / "etc" / "systemd" / "system"
+    service = (units / "pistond.service").read_text()
+    gateway = (units / "pistond-gateway.service").read_text()
+    assert f"\nExecStart={venv}/bin/pistond\n" in service
+    assert f"\nExecStart={venv}/bin/pistond-gateway\n" in gateway
+    assert (tmp_path / "etc" / "sysusers.d" / "pistond.conf").is_file()
