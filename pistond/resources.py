@@ -1,7 +1,7 @@
 """Files shipped with pistond beside its code: recipes, systemd units, docs, contrib, examples.
 
 A wheel carries them inside the package, under ``pistond/share/`` (the build step
-``buildsteps/shipped.py`` puts them there), and they are found with :mod:`importlib.resources`.
+``build_hooks/shipped.py`` puts them there), and they are found with :mod:`importlib.resources`.
 An editable install (``pip install -e``) runs from a checkout that holds them at its top level;
 the install's own record of that checkout (PEP 610 ``direct_url.json``) names it, and it is
 used only when it holds the very package being run.

@@ -89,7 +89,7 @@ def test_wheel_carries_recipes_units_docs_and_examples(distributions: tuple[Path
         names = set(wheel.namelist())
     missing = [name for name in SHIPPED_IN_WHEEL if name not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert not [name for name in names if name.startswith(("buildsteps/", "tests/"))]
+    assert not [name for name in names if name.startswith(("build_hooks/", "tests/", "web/"))]
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
 
 
@@ -99,7 +99,10 @@ def test_sdist_carries_what_the_wheel_is_built_from(distributions: tuple[Path, P
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for wanted in (
         "MANIFEST.in",
-        "buildsteps/shipped.py",
+        "build_hooks/shipped.py",
+        "build_hooks/command.py",
+        "setup.py",
+        "web/playground/package-lock.json",
         "packages/python/host/metadata.json",
         "systemd/sysusers.d/pistond.conf",
         "plugins/pistond_packages/__init__.py",

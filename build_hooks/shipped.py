@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from buildsteps.context import BuildContext
+    from build_hooks.context import BuildContext
 
 SHARE: Final = "pistond/share"
 """Where the shipped files go inside the wheel (``pistond.resources.SHARE`` reads it)."""
