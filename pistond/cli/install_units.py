@@ -181,16 +181,8 @@ def run(
         return 1
     for item in written:
         echo(f"{'wrote' if item.changed else 'unchanged'} {item.path}")
-    if sysusers:
-        try:
-            applied = apply_sysusers(destinations, written[-1].path)
-        except InstallError as exc:
-            echo(f"pistond install-units: {exc}")
-            return 1
-        if applied.returncode != 0:
-            echo(f"pistond install-units: systemd-sysusers failed: {applied.stderr.strip()}")
-            return 1
-        echo(f"applied {written[-1].path}: group pistond, user pistond-gateway")
+    if sysusers and not create_users(destinations, written[-1].path, echo):
+        return 1
     for path in [bin_dir, *package_paths]:
         for blocked in unreadable_ancestors(path)[:1]:
             echo(
@@ -205,3 +197,30 @@ def run(
             echo(f"warning: systemctl daemon-reload failed: {reload.stderr.strip()}")
     echo(f"next: {NEXT_STEP}")
     return 0
+
+
+def run_users_only(destinations: Destinations, *, echo: Callable[[str], None]) -> int:
+    """``pistond install-units --users-only``: apply the shipped sysusers.d file, write nothing.
+
+    For hosts without systemd units (an init script, a container) whose gateway, started as
+    root, drops to ``pistond-gateway``.
+    """
+    source = shipped(UNITS)
+    if source is None:
+        echo("pistond install-units: this installation carries no sysusers.d file")
+        return 1
+    return 0 if create_users(destinations, source / SYSUSERS_FILE, echo) else 1
+
+
+def create_users(destinations: Destinations, sysusers: Path, echo: Callable[[str], None]) -> bool:
+    """Create the group and user ``sysusers`` describes; report and return whether it worked."""
+    try:
+        applied = apply_sysusers(destinations, sysusers)
+    except InstallError as exc:
+        echo(f"pistond install-units: {exc}")
+        return False
+    if applied.returncode != 0:
+        echo(f"pistond install-units: systemd-sysusers failed: {applied.stderr.strip()}")
+        return False
+    echo(f"applied {sysusers}: group pistond, user pistond-gateway")
+    return True

@@ -93,10 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
             f"(default: this installation's, {install_units.default_bin_dir()})"
         ),
     )
-    units.add_argument(
+    only = units.add_mutually_exclusive_group()
+    only.add_argument(
         "--no-sysusers",
         action="store_true",
         help="only write the files; do not run systemd-sysusers",
+    )
+    only.add_argument(
+        "--users-only",
+        action="store_true",
+        help=(
+            "only create the pistond group and the pistond-gateway user (systemd-sysusers with "
+            "the shipped file); write no file (for init scripts and containers)"
+        ),
     )
     return parser
 
@@ -198,6 +207,8 @@ def _install_units(args: argparse.Namespace) -> int:
     destinations = install_units.Destinations(
         root=args.root, unit_dir=args.unit_dir, sysusers_dir=args.sysusers_dir
     )
+    if args.users_only:
+        return install_units.run_users_only(destinations, echo=print)
     return install_units.run(
         destinations,
         args.bin_dir or install_units.default_bin_dir(),

@@ -108,8 +108,8 @@ def _password_entry(user: str) -> pwd.struct_passwd:
     except KeyError:
         raise ConfigError(
             VARIABLE,
-            f"no such user: {user!r} (`pistond install-units` creates it with "
-            "systemd-sysusers; or name another user)",
+            f"no such user: {user!r} (`pistond install-units --users-only` "
+            "creates it; or name another user)",
         ) from None
 
 

@@ -88,7 +88,7 @@ def test_check_config_data_directory_and_gateway_user(tmp_path: Path) -> None:
     findings = check(config, {})
     assert Finding("error", f"PISTON_DATA_DIRECTORY: {data} is not a directory") in findings
     assert [f.text for f in findings if f.level == "warning"] == [
-        "PISTON_GATEWAY_USER: no such user: 'no-such-user-h13' (`pistond install-units` "
-        "creates it with systemd-sysusers; or name another user) (the gateway started as root "
-        "will refuse)"
+        "PISTON_GATEWAY_USER: no such user: 'no-such-user-h13' (`pistond install-units "
+        "--users-only` creates it; or name another user) (the gateway started as root will "
+        "refuse)"
     ]

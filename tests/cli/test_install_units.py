@@ -128,3 +128,18 @@ def test_install_units_warns_when_the_gateway_cannot_read_the_installation(
     private.chmod(0o700)
     assert private in unreadable_ancestors(private / "venv" / "bin")
     assert unreadable_ancestors(Path(sys.base_prefix)) == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="needs systemd-sysusers")
+def test_install_units_users_only_creates_users_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--users-only applies the shipped sysusers.d file inside the root and writes no file."""
+    (tmp_path / "etc").mkdir()
+    assert main(["install-units", "--root", str(tmp_path), "--users-only"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("applied ")
+    assert line.endswith("pistond.conf: group pistond, user pistond-gateway")
+    assert "pistond-gateway:x:" in (tmp_path / "etc" / "passwd").read_text()
+    assert not (tmp_path / "etc" / "systemd").exists()
+    assert not (tmp_path / "etc" / "sysusers.d").exists()

@@ -200,7 +200,7 @@ def test_privileges_missing_user_refuses_to_start(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
         "pistond-gateway: PISTON_GATEWAY_USER: no such user: 'no-such-user-h13' "
-        "(`pistond install-units` creates it with systemd-sysusers; or name another user)"
+        "(`pistond install-units --users-only` creates it; or name another user)"
     ]
 
 
