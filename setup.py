@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from build_hooks.command import BuildPy  # noqa: E402 (needs the path above)
-from build_hooks.platform_wheel import BdistWheel  # noqa: E402 (needs the path above)
+from build_hooks.platform_wheel import (  # noqa: E402 (needs the path above)
+    BdistWheel,
+    PlatformDistribution,
+)
 
-setup(cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})
+setup(distclass=PlatformDistribution, cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})

@@ -1,13 +1,23 @@
-"""The ``bdist_wheel`` command of pistond's build: a wheel for the platform it was built on.
+"""pistond's build makes a wheel for the platform it was built on.
 
 The wheel carries a native executable (the launcher, ``build_hooks/launcher.py``) and no
-Python extension, so setuptools would call it pure (``py3-none-any``); it is tagged
-``py3-none-<platform>`` instead: any Python 3, this machine's kind.
+Python extension, so setuptools would call it pure (``py3-none-any``). :class:`PlatformDistribution`
+says it has native parts (so everything is built and packed as platform files), and
+:class:`BdistWheel` tags it ``py3-none-<platform>``: any Python 3, this machine's kind.
 """
 
 from __future__ import annotations
 
 from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.dist import Distribution
+
+
+class PlatformDistribution(Distribution):
+    """A distribution with native parts, though no Python extension."""
+
+    def has_ext_modules(self) -> bool:
+        """Yes: the launcher."""
+        return True
 
 
 class BdistWheel(bdist_wheel):

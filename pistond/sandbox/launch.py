@@ -216,7 +216,7 @@ class Launcher:
         if reply.result < 0 or fd is None:
             if fd is not None:
                 os.close(fd)
-            raise SandboxError(f"network namespace: {reply.error or 'no descriptor'}")
+            raise NetworkUnavailable(reply.error or "network: no namespace descriptor")
         return fd
 
     async def aclose(self) -> None:
@@ -352,6 +352,11 @@ class Launcher:
         self._process.wait()
         self._process, self._sock, self.features = _launch(self.executable, self._filter)
         self._dead = False
+
+
+class NetworkUnavailable(SandboxError):
+    """Raised by :meth:`Launcher.network_namespace` when the kernel refused the namespace; the
+    text names the step and the reason (``network: Operation not permitted``)."""
 
 
 class _LauncherGone(SandboxError):

@@ -393,12 +393,7 @@ def _dev(devices: dict[str, str], *, make_nodes: bool) -> None:
     )
     for name, source in devices.items():
         target = f"{dev}/{name}"
-        if make_nodes:
-            host = os.stat(source)
-            if not stat.S_ISCHR(host.st_mode):
-                raise OSError(errno.EINVAL, f"/dev/{name}: not a character device")
-            os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
-            os.chmod(target, 0o666)
+        if make_nodes and _make_node(source, target, name):
             continue
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
         _bind(source, target, writable=True, what=f"/dev/{name}", dev=True)
@@ -412,6 +407,20 @@ def _dev(devices: dict[str, str], *, make_nodes: bool) -> None:
         libc.MS_REMOUNT | _RO | libc.MS_NOSUID | libc.MS_NOEXEC,
         what="read-only /dev",
     )
+
+
+def _make_node(source: str, target: str, name: str) -> bool:
+    """Make ``target`` a node with the host node's device number; False where the kernel
+    refuses (no CAP_MKNOD, as in a container), and the caller binds the host's node instead."""
+    host = os.stat(source)
+    if not stat.S_ISCHR(host.st_mode):
+        raise OSError(errno.EINVAL, f"/dev/{name}: not a character device")
+    try:
+        os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
+    except PermissionError:
+        return False
+    os.chmod(target, 0o666)
+    return True
 
 
 def _proc() -> None:

@@ -22,7 +22,7 @@ import trio
 
 from pistond.errors import SandboxError
 from pistond.sandbox import launch
-from pistond.sandbox.launch import Launcher, StageHandles
+from pistond.sandbox.launch import Launcher, NetworkUnavailable, StageHandles
 from pistond.sandbox.namespaces import SandboxExit
 from pistond.sandbox.netpool import NetworkPool
 from pistond.sandbox.recipe import TIMING_ENV
@@ -113,7 +113,10 @@ class LauncherSpawner:
             # As on the fork server's path, a root that cannot be built is the stage's setup
             # error (XX, naming the mount), not a failure of the spawner.
             return FailedSandbox(setup_error=f"mounts: {exc}")
-        netns = -1 if spec.stage.network else await self.network.acquire(request.slot)
+        try:
+            netns = -1 if spec.stage.network else await self.network.acquire(request.slot)
+        except NetworkUnavailable as exc:
+            return FailedSandbox(setup_error=str(exc))
         try:
             group = request.group.handles()
             handles = StageHandles(

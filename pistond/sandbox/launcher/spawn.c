@@ -51,6 +51,7 @@ pid_t spawn_sandbox(const struct spec *spec, int *pidfd, char *error, size_t err
 int make_network_namespace(char *error, size_t error_size)
 {
     int ready[2], hold[2], fd = -1;
+    unsigned char answer[2] = {0, 0};
     char byte = 0, path[64];
     pid_t pid;
     if (pipe2(ready, O_CLOEXEC) < 0) {
@@ -65,11 +66,16 @@ int make_network_namespace(char *error, size_t error_size)
     }
     pid = fork();
     if (pid == 0) {
-        /* A helper: it makes the namespace and stays in it until the server has opened it. */
+        /* A helper: it makes the namespace and stays in it until the server has opened it.
+         * It answers '1', or 'E' and the errno of the step that failed. */
         close(ready[0]);
         close(hold[1]);
-        if (unshare(CLONE_NEWNET) == 0 && loopback_up() == 0)
+        if (unshare(CLONE_NEWNET) == 0 && loopback_up() == 0) {
             (void)!write(ready[1], "1", 1);
+        } else {
+            unsigned char failed[2] = {'E', (unsigned char)(errno < 256 ? errno : EIO)};
+            (void)!write(ready[1], failed, sizeof failed);
+        }
         (void)!read(hold[0], &byte, 1);
         _exit(0);
     }
@@ -77,15 +83,17 @@ int make_network_namespace(char *error, size_t error_size)
     close(hold[0]);
     if (pid < 0) {
         describe(error, error_size, "fork", errno);
-    } else if (read(ready[0], &byte, 1) == 1) {
+    } else if (read(ready[0], answer, sizeof answer) >= 1 && answer[0] == '1') {
         /* The helper is alive and not reaped (only this function waits for it): the pid in
          * the path is its own. */
         snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-            describe(error, error_size, "open network namespace", errno);
+            describe(error, error_size, "network", errno);
+    } else if (answer[0] == 'E') {
+        describe(error, error_size, "network", answer[1]);
     } else {
-        snprintf(error, error_size, "network namespace: the helper failed");
+        snprintf(error, error_size, "network: the namespace's helper failed");
     }
     close(hold[1]);
     close(ready[0]);
