@@ -11,7 +11,7 @@ import attrs
 import outcome
 import trio
 
-from pistond.capacity import Capacity
+from pistond.capacity import Capacity, StageTicket, default_stage_limit
 from pistond.errors import InvalidParams, SandboxError
 from pistond.limits import lowered, runtime_limits, stage_limits
 from pistond.models import (
@@ -28,7 +28,7 @@ from pistond.validation import validate_execute
 if TYPE_CHECKING:
     from pistond.config import DaemonConfig, Limits
     from pistond.runtimes import Runtime, RuntimeRegistry
-    from pistond.sandbox import Sandbox
+    from pistond.sandbox.contract import BoxLike, SandboxLike, StageLike
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +63,13 @@ class JobManager:
     """Validates requests and runs jobs in sandboxes, at most ``max_concurrent_jobs`` at once."""
 
     config: DaemonConfig
-    sandbox: Sandbox
+    sandbox: SandboxLike
     registry: RuntimeRegistry
     capacity: Capacity
     completed: int = 0
     failed: int = 0
     _next_id: int = 0
-    _running: dict[str, Any] = attrs.field(factory=dict)
+    _running: dict[str, StageLike] = attrs.field(factory=dict)
     """Interactive jobs' running stages, by job id."""
     teardown: trio.Nursery | None = None
     """Where ``execute`` jobs run, so that their result can be returned before their box and
@@ -77,13 +77,14 @@ class JobManager:
 
     @classmethod
     def create(
-        cls, config: DaemonConfig, sandbox: Sandbox, registry: RuntimeRegistry
+        cls, config: DaemonConfig, sandbox: SandboxLike, registry: RuntimeRegistry
     ) -> JobManager:
         """A job manager with the configured slots and queue."""
         capacity = Capacity(
             slots=config.max_concurrent_jobs,
             max_queue=config.max_queue_size,
             queue_timeout=config.queue_timeout / 1000,
+            stage_limit=config.max_running_stages or default_stage_limit(),
         )
         return cls(config=config, sandbox=sandbox, registry=registry, capacity=capacity)
 
@@ -158,6 +159,7 @@ class JobManager:
         is given the result as soon as it is known, before the box and slot are released.
         """
         request, runtime = job.request, job.runtime
+        deadline = self.capacity.deadline()
         try:
             async with self.capacity.slot() as slot, self._box(slot) as box:
                 logger.debug(
@@ -171,13 +173,13 @@ class JobManager:
                 run_result = None
                 if runtime.compiled:
                     compile_result = await self._stage(
-                        box, job, job_id, StageName.COMPILE, events=events, stdin=None
+                        box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
                     )
                     if compile_result.code != 0:
                         self._count(compile_result)
                 if compile_result is None or compile_result.code == 0:
                     run_result = await self._stage(
-                        box, job, job_id, StageName.RUN, events=events, stdin=stdin
+                        box, job, job_id, StageName.RUN, deadline, events=events, stdin=stdin
                     )
                     self._count(run_result)
                 result = JobResult(runtime.language, runtime.version, compile_result, run_result)
@@ -191,7 +193,7 @@ class JobManager:
             raise
 
     @asynccontextmanager
-    async def _box(self, slot: int) -> AsyncIterator[Any]:
+    async def _box(self, slot: int) -> AsyncIterator[BoxLike]:
         """The slot's box; a slot the sandbox had to quarantine is retired from the pool."""
         try:
             async with self.sandbox.open_box(slot) as box:
@@ -228,22 +230,35 @@ class JobManager:
 
     async def _stage(
         self,
-        box: Any,
+        box: BoxLike,
         job: PreparedJob,
         job_id: str,
         stage: StageName,
+        deadline: float,
         *,
         events: JobEvents | None,
         stdin: trio.MemoryReceiveChannel[bytes | None] | None,
     ) -> StageResult:
+        """One stage, once the stage gate admits it (within the job's ``deadline``).
+
+        Raises:
+            Overloaded: the gate admitted no stage before the deadline.
+        """
         spec = self.stage_spec(job, stage)
+        ticket = await self.capacity.stages.admit(deadline=deadline)
         try:
             if events is None:
                 data = job.request.stdin if stage is StageName.RUN else b""
-                result: StageResult = await box.run_stage(spec, stdin=data, stage=stage.value)
-                return result
+                return await box.run_stage(spec, stdin=data, stage=stage.value, admission=ticket)
             return await self._live_stage(
-                box, job_id, stage, spec, events=events, initial=job.request.stdin, stdin=stdin
+                box,
+                job_id,
+                stage,
+                spec,
+                ticket,
+                events=events,
+                initial=job.request.stdin,
+                stdin=stdin,
             )
         except SandboxError as exc:
             logger.error("job %s %s stage: sandbox setup failed: %s", job_id, stage.value, exc)
@@ -251,13 +266,16 @@ class JobManager:
             if events is not None:
                 await events.stage_finished(stage, result)
             return result
+        finally:
+            ticket.release()
 
     async def _live_stage(
         self,
-        box: Any,
+        box: BoxLike,
         job_id: str,
         stage: StageName,
         spec: StageSpec,
+        ticket: StageTicket,
         *,
         events: JobEvents,
         initial: bytes,
@@ -265,7 +283,7 @@ class JobManager:
     ) -> StageResult:
         await events.stage_started(stage)
         async with (
-            box.open_stage(spec, stage=stage.value) as running,
+            box.open_stage(spec, stage=stage.value, admission=ticket) as running,
             trio.open_nursery() as nursery,
         ):
             self._running[job_id] = running
@@ -348,7 +366,7 @@ def sandbox_failure(job_id: str) -> StageResult:
 
 
 async def _feed_stdin(
-    running: Any,
+    running: StageLike,
     initial: bytes,
     stdin: trio.MemoryReceiveChannel[bytes | None] | None,
 ) -> None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from pistond.config import DaemonConfig
     from pistond.models import SourceFile, StageResult
+    from pistond.sandbox.contract import Admission
 
 __all__ = [
     "Bind",
@@ -101,14 +102,21 @@ class Box:
 
     @asynccontextmanager
     async def open_stage(
-        self, spec: StageSpec, *, stage: str = "stage", live: bool = True
+        self,
+        spec: StageSpec,
+        *,
+        stage: str = "stage",
+        live: bool = True,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Stage]:
         """Start ``spec`` in a fresh sandbox over this box; kill it if still running at the end.
 
         Args:
             spec: what to run, with its limits.
-            stage: names the stage in its cgroup (``box-<slot>-<stage>-<n>``) and in logs.
+            stage: names the stage's cgroup (``box-<slot>-<stage>``, reused) and logs.
             live: stream kept output through :meth:`Stage.output` (interactive jobs).
+            admission: the stage's place at the stage gate, given back when the stage ends or
+                goes idle.
 
         Raises:
             SandboxError: the cgroup could not be made or the sandbox could not be spawned.
@@ -126,7 +134,11 @@ class Box:
         )
         request = SpawnRequest(spec=spawn_spec, slot=self.slot, box_fd=self.root_fd, group=group)
         async with open_supervised_stage(
-            spawner=sandbox.spawner, request=request, live=live, release_in=self._releases
+            spawner=sandbox.spawner,
+            request=request,
+            live=live,
+            release_in=self._releases,
+            admission=admission,
         ) as running:
             self._last = running
             yield running
@@ -151,14 +163,19 @@ class Box:
             self._sandbox.quarantine(self.slot)
 
     async def run_stage(
-        self, spec: StageSpec, stdin: bytes = b"", *, stage: str = "stage"
+        self,
+        spec: StageSpec,
+        stdin: bytes = b"",
+        *,
+        stage: str = "stage",
+        admission: Admission | None = None,
     ) -> StageResult:
         """Run ``spec`` to its end with ``stdin`` as its whole input; its result.
 
         Raises:
             SandboxError: the cgroup could not be made or the sandbox could not be spawned.
         """
-        async with self.open_stage(spec, stage=stage, live=False) as running:
+        async with self.open_stage(spec, stage=stage, live=False, admission=admission) as running:
             await running.write(stdin)
             await running.close_stdin()
             return await running.wait()
@@ -289,3 +306,11 @@ def _remove_jobs_dirs(backend: CgroupBackend) -> None:
             os.rmdir(directory)
         except OSError as exc:
             logger.debug("job cgroup %s kept: %s", directory.name, exc.strerror)
+
+
+if TYPE_CHECKING:
+    from pistond.sandbox.contract import SandboxLike
+
+    def _satisfies_the_contract(sandbox: Sandbox) -> SandboxLike:
+        """mypy checks that the sandbox offers what the job manager uses of one."""
+        return sandbox

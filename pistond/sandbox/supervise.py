@@ -35,12 +35,17 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from pistond.sandbox.cgroups import RunGroup
+    from pistond.sandbox.contract import Admission
     from pistond.sandbox.spawners import SpawnRequest
 
 logger = logging.getLogger(__name__)
 
 CPU_POLL_INTERVAL: Final = 0.015
 """Seconds between two reads of the cgroup's CPU time."""
+IDLE_SHARE: Final = 0.1
+"""A stage using less than this share of one CPU over :data:`IDLE_POLLS` polls is idle."""
+IDLE_POLLS: Final = 7
+"""Polls (about 0.1 s) of low CPU after which an idle stage gives its admission back."""
 DRAIN_TIMEOUT: Final = 0.1
 """Seconds the pipes get to reach EOF after PID 1 exited."""
 CLEANUP_TIMEOUT: Final = 5.0
@@ -211,6 +216,8 @@ class SupervisedStage:
     """The sandbox is gone, its group empty and every descriptor closed."""
     _readers_done: trio.Event = attrs.field(factory=trio.Event)
     _readers_left: int = 2
+    admission: Admission | None = None
+    """The stage's place at the stage gate: given back at the result, or once idle."""
     _exit: SandboxExitLike | None = None
     _exit_at: float | None = None
     _killed_for: KillReason | None = None
@@ -310,12 +317,20 @@ class SupervisedStage:
                 self._readers_done.set()
 
     async def _poll_cpu(self) -> None:
+        """Kill at the CPU limit; give the admission back once the stage has gone idle."""
         limit_ns = self.cpu_limit_ms * 1_000_000
+        idle_ns = CPU_POLL_INTERVAL * IDLE_SHARE * 1e9
+        previous, quiet = 0, 0
         while True:
             await trio.sleep(CPU_POLL_INTERVAL)
-            if self.group.cpu_time_ns() > limit_ns:
+            used = self.group.cpu_time_ns()
+            if used > limit_ns:
                 self._kill_for(KillReason.CPU_TIME)
                 return
+            quiet = quiet + 1 if used - previous < idle_ns else 0
+            previous = used
+            if quiet >= IDLE_POLLS and self.admission is not None:
+                self.admission.release()
 
     async def _wait_exit(self) -> None:
         self._exit = await self.process.wait()
@@ -347,6 +362,8 @@ class SupervisedStage:
                 try:
                     await self._finish()
                 finally:
+                    if self.admission is not None:
+                        self.admission.release()
                     self._done.set()
                     await self._release()
             if cleanup.cancelled_caught:
@@ -413,6 +430,7 @@ async def open_supervised_stage(
     request: SpawnRequest,
     live: bool = False,
     release_in: trio.Nursery | None = None,
+    admission: Admission | None = None,
 ) -> AsyncIterator[SupervisedStage]:
     """Spawn ``request`` in its group and supervise it until the block ends.
 
@@ -427,6 +445,8 @@ async def open_supervised_stage(
             names the group's procs files.
         live: whether :meth:`SupervisedStage.output` streams chunks (interactive jobs).
         release_in: a nursery that outlives the block, to supervise the stage in.
+        admission: the stage's place at the stage gate (given back at its result or once
+            the stage has gone idle).
 
     Raises:
         SandboxError: the pipes could not be made or the sandbox could not be spawned.
@@ -472,6 +492,7 @@ async def open_supervised_stage(
         live=live_send,
         live_receive=live_receive,
         started_at=trio.current_time(),
+        admission=admission,
     )
     stage.capture.on_overflow = stage._on_overflow
     if live:

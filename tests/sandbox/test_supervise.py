@@ -19,6 +19,7 @@ import attrs
 import pytest
 import trio
 
+from pistond.capacity import StageGate
 from pistond.errors import SandboxError
 from pistond.models import StageStatus
 from pistond.sandbox.output import OutputCapture
@@ -683,3 +684,28 @@ async def test_real_missing_program_is_not_silent(sandbox: Sandbox) -> None:
     result = await _run_real(sandbox, _spec(("/nonexistent/program",)))
     assert result.status in (StageStatus.INTERNAL_ERROR, StageStatus.RUNTIME_ERROR)
     assert str(sandbox.config.data_directory) not in (result.message or "") + result.output
+
+
+@real
+async def test_real_idle_stage_gives_its_admission_back(sandbox: Sandbox) -> None:
+    """A stage that computes keeps its place at the stage gate; once it waits (idle for about
+    a tenth of a second) it gives the place back, so the next stage starts."""
+    gate = StageGate(1)
+    ticket = await gate.admit(deadline=trio.current_time() + 5)
+    busy_then_idle = _py(
+        "import time\nend = time.time() + 0.5\nwhile time.time() < end: pass\ntime.sleep(5)"
+    )
+    async with (
+        sandbox.open_box(0) as box,
+        box.open_stage(busy_then_idle, admission=ticket) as stage,
+    ):
+        with trio.move_on_after(0.35) as busy:
+            await gate.admit(deadline=trio.current_time() + 5)
+        assert busy.cancelled_caught, "a computing stage gave its place away"
+        with trio.fail_after(3):
+            second = await gate.admit(deadline=trio.current_time() + 5)
+        second.release()
+        stage.kill()
+        result = await stage.wait()
+    assert result.signal == "SIGKILL"
+    assert gate.running == 0
