@@ -10,7 +10,9 @@ import pytest
 import trio
 
 from pistond.client import open_client
+from pistond.config import DaemonConfig
 from pistond.models import JobResult, StageStatus
+from pistond.sandbox import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 pytestmark = [
@@ -64,8 +66,10 @@ def leftovers(daemon: DaemonProcess) -> list[str]:
     ]
     # Each box slot keeps its stage groups, empty, for its next job: a group holding a task is
     # what would be left behind.
+    # Only this daemon's own jobs group: other daemons on the host have groups of their own.
+    own = jobs_group_name(DaemonConfig(socket=daemon.socket))
     for hierarchy in ("pids", "unified"):
-        for jobs in Path(f"/sys/fs/cgroup/{hierarchy}").glob("pistond-jobs-*"):
+        for jobs in Path(f"/sys/fs/cgroup/{hierarchy}").glob(own):
             found += [
                 f"cgroup {group}"
                 for group in jobs.iterdir()
