@@ -1,8 +1,8 @@
 """pistond: run untrusted programs in many languages inside Linux sandboxes, fast.
 
-The public front: the plugin marker, the records clients and plugins see, the errors with
-their protocol codes, and the version. The client lives in :mod:`pistond.client`, the test kit
-in :mod:`pistond.testing`.
+The public front: the plugin marker and what a runtime plugin builds (``Runtime``, its
+``RootView`` and ``Bind``), the records clients see, the errors with their protocol codes, and
+the version. The client lives in :mod:`pistond.client`, the test kit in :mod:`pistond.testing`.
 """
 
 from __future__ import annotations
@@ -26,3 +26,6 @@ from pistond.models import RuntimeInfo as RuntimeInfo
 from pistond.models import StageName as StageName
 from pistond.models import StageResult as StageResult
 from pistond.models import StageStatus as StageStatus
+from pistond.runtimes import Runtime as Runtime
+from pistond.sandbox.spec import Bind as Bind
+from pistond.sandbox.spec import RootView as RootView

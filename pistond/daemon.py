@@ -21,7 +21,7 @@ from pistond.plugins import get_plugin_manager
 from pistond.ppman import PackageManager
 from pistond.rpc import serve_rpc
 from pistond.runtimes import RuntimeRegistry
-from pistond.sandbox import open_sandbox
+from pistond.sandbox.service import open_sandbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -18,7 +18,8 @@ from pistond.capacity import StageGate
 from pistond.config import DaemonConfig
 from pistond.errors import SandboxError
 from pistond.models import SourceFile, StageStatus
-from pistond.sandbox import RootView, StageLimits, StageSpec, launch, open_sandbox
+from pistond.sandbox import RootView, StageLimits, StageSpec, launch
+from pistond.sandbox.service import open_sandbox
 from pistond.testing import FakeSandbox, FakeStage
 
 if TYPE_CHECKING:

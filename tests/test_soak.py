@@ -12,7 +12,7 @@ import trio
 from pistond.client import open_client
 from pistond.config import DaemonConfig
 from pistond.models import JobResult, StageStatus
-from pistond.sandbox import jobs_group_name
+from pistond.sandbox.service import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 pytestmark = [

@@ -44,7 +44,7 @@ def boxes_directory(config: DaemonConfig) -> Path:
 
 @attrs.define(eq=False)
 class BoxMount:
-    """One job's mounted box tmpfs (``pistond.sandbox.Box`` runs stages over it)."""
+    """One job's mounted box tmpfs (``pistond.sandbox.service.Box`` runs stages over it)."""
 
     slot: int
     uid: int

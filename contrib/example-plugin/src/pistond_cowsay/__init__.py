@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pistond import hookimpl
-from pistond.runtimes import Runtime
-from pistond.sandbox.spec import Bind, RootView
+from pistond import Bind, RootView, Runtime, hookimpl
 
 if TYPE_CHECKING:
     from pistond.config import DaemonConfig
