@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from pistond import Bind, RootView, Runtime, hookimpl
 
 if TYPE_CHECKING:
-    from pistond.config import DaemonConfig
+    from pistond import DaemonConfig
 
 PLUGIN_DIRECTORY = Path(__file__).resolve().parent
 TARGET = "/piston/plugins/cowsay"
