@@ -55,7 +55,7 @@ class Spawner(Protocol):
 
     @property
     def kind(self) -> str:
-        """``"native"`` or ``"python"``, as ``status`` reports it."""
+        """``"native"`` or ``"python"``, as the daemon's start-up log says."""
 
     async def spawn(
         self, request: SpawnRequest, *, stdin: int, stdout: int, stderr: int
