@@ -14,15 +14,14 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from pistond.config import load_config
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
+from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,16 +33,11 @@ SHUTDOWN_GRACE: Final = 10.0
 """Seconds open requests get to finish after SIGTERM."""
 
 
-def hypercorn_config(bind_address: str, settings: GatewaySettings) -> HypercornConfig:
-    """Hypercorn settings for the gateway: one bind, no server header, bounded messages."""
-    config = HypercornConfig()
-    config.bind = [bind_address]
-    config.include_server_header = False
-    config.graceful_timeout = SHUTDOWN_GRACE
-    config.websocket_max_message_size = settings.max_body_size
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
+def server_settings(settings: GatewaySettings) -> ServerSettings:
+    """How the gateway serves HTTP: WebSocket messages bounded like bodies, a shutdown grace."""
+    return ServerSettings(
+        websocket_max_message_size=settings.max_body_size, graceful_timeout=SHUTDOWN_GRACE
+    )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -90,11 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:
+        listeners = open_listeners([config.bind_address])
+    except OSError as exc:
+        print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     app = create_app(settings)
-    hypercorn = hypercorn_config(config.bind_address, settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
-    framework: Any = app  # Starlette's ASGI types and hypercorn's differ only in their names
-    trio.run(partial(serve, framework, hypercorn, shutdown_trigger=_wait_for_signal))
+    trio.run(
+        partial(
+            serve_gateway,
+            app,
+            listeners,
+            server_settings(settings),
+            shutdown_trigger=_wait_for_signal,
+        )
+    )
     return 0
 
 

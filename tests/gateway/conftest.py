@@ -24,11 +24,10 @@ import attrs
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.metrics import GatewayMetrics
+from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.rpc.server import serve_rpc
 from pistond.testing.daemon import DaemonProcess
 
@@ -76,13 +75,8 @@ def _daemon_socket(directory: str, real: Path | None) -> tuple[Path, FakeDaemon 
     return Path(directory) / "fake.sock", FakeDaemon()
 
 
-def _hypercorn(settings: GatewaySettings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.include_server_header = False
-    config.websocket_max_message_size = settings.max_body_size
-    config.graceful_timeout = 1.0
-    return config
+def _server_settings(settings: GatewaySettings) -> ServerSettings:
+    return ServerSettings(websocket_max_message_size=settings.max_body_size, graceful_timeout=1.0)
 
 
 async def _serve_stack(directory: str, real: Path | None, ready: queue.Queue[Any]) -> None:
@@ -101,8 +95,11 @@ async def _serve_stack(directory: str, real: Path | None, ready: queue.Queue[Any
             urls = []
             for target in (socket_path, Path(directory) / "missing.sock"):
                 settings = GatewaySettings(socket=target, max_body_size=MAX_BODY_SIZE)
-                app: Any = create_app(settings, metrics if target == socket_path else None)
-                binds = await nursery.start(partial(serve, app, _hypercorn(settings)))
+                app = create_app(settings, metrics if target == socket_path else None)
+                listeners = open_listeners(["127.0.0.1:0"])
+                binds = await nursery.start(
+                    partial(serve_gateway, app, listeners, _server_settings(settings))
+                )
                 urls.append(binds[0])
             ready.put((urls, fake, metrics, trio.lowlevel.current_trio_token(), scope))
 

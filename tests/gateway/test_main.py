@@ -8,13 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pistond.gateway.__main__ import hypercorn_config, main
+from pistond.gateway.__main__ import main, server_settings
 from pistond.gateway.app import GatewaySettings
+from pistond.gateway.server import hypercorn_config
+
+from .test_hostile import ISSUE_9_REQUEST
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -62,8 +67,9 @@ def _free_port() -> int:
         return port
 
 
-def test_main_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """The gateway serves on PISTON_BIND_ADDRESS and exits 0 on SIGTERM."""
+@contextmanager
+def _gateway_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A ``pistond-gateway`` process on a free port, serving; killed at the end if still alive."""
     port = _free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PISTON_")}
     environ.update(
@@ -81,15 +87,12 @@ def test_main_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         deadline = time.monotonic() + 15
         while True:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "gateway did not start"
                 time.sleep(0.05)
-        assert answer.json() == {"message": "Piston v3.1.1"}
-        assert "server" not in answer.headers
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        yield process, port
     finally:
         if process.poll() is None:
             process.kill()
@@ -98,10 +101,32 @@ def test_main_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
         process.stderr.close()
 
 
+def test_main_survives_the_issue_9_request(tmp_path: Path) -> None:
+    """A WebSocket upgrade with a byte after it in the same packet leaves the process serving."""
+    with _gateway_process(tmp_path) as (process, port):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+                client.sendall(ISSUE_9_REQUEST)
+                assert client.recv(12) == b"HTTP/1.1 101"
+        time.sleep(0.2)
+        assert process.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+
+
+def test_main_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The gateway serves on PISTON_BIND_ADDRESS and exits 0 on SIGTERM."""
+    with _gateway_process(tmp_path) as (process, port):
+        answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert answer.json() == {"message": "Piston v3.1.1"}
+        assert "server" not in answer.headers
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+
+
 def test_main_hypercorn_settings() -> None:
-    """Hypercorn binds the configured address, hides its server header, bounds WS messages."""
+    """Hypercorn hides its server header and bounds WS messages; the stream owns keep-alive."""
     settings = GatewaySettings(socket=Path("/x"), max_body_size=4096)
-    config = hypercorn_config("127.0.0.1:2000", settings)
-    assert config.bind == ["127.0.0.1:2000"]
+    config = hypercorn_config(server_settings(settings))
     assert config.include_server_header is False
     assert config.websocket_max_message_size == 4096
+    assert config.keep_alive_timeout == float("inf")
