@@ -168,6 +168,20 @@ class DaemonConfig:
     """Largest HTTP request body the gateway accepts, in bytes (more: 413)."""
     gateway_allow_root: bool = False
     """Let ``pistond-gateway`` run as root (it refuses by default)."""
+    gateway_max_connections: int = attrs.field(default=1024, validator=_non_negative)
+    """HTTP connections the gateway keeps open at once (more: 503); 0: no cap."""
+    gateway_max_connections_per_client: int = attrs.field(default=256, validator=_non_negative)
+    """HTTP connections from one client address at once (more: 429); 0: no cap."""
+    gateway_max_websockets: int = attrs.field(default=256, validator=_non_negative)
+    """WebSocket sessions the gateway serves at once (more: 503); 0: no cap."""
+    gateway_max_jobs_per_client: int = attrs.field(default=16, validator=_non_negative)
+    """Jobs (executes and WebSocket sessions) one client may run at once (more: 429); 0: no cap."""
+    gateway_head_timeout: int = attrs.field(default=10_000, validator=_positive)
+    """Milliseconds a request head may take to arrive, from its first byte (more: 408)."""
+    gateway_body_timeout: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds a request body may take to arrive, after its head (more: 408)."""
+    gateway_idle_timeout: int = attrs.field(default=5_000, validator=_positive)
+    """Milliseconds a kept-alive HTTP connection may stay silent between requests."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
 

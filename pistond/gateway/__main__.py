@@ -2,7 +2,8 @@
 
 The gateway is unprivileged: it refuses to run as root unless given ``--allow-root`` or
 ``PISTON_GATEWAY_ALLOW_ROOT=true``. Its own settings, beside the daemon's configuration:
-``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB) and ``PISTON_GATEWAY_ALLOW_ROOT``.
+``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_ALLOW_ROOT`` and the
+``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import signal
 import sys
 from functools import partial
@@ -18,10 +20,11 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from pistond.config import load_config
+from pistond.config import DaemonConfig, load_config
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
+from pistond.gateway.stream import ConnectionLimits
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,13 +34,52 @@ logger = logging.getLogger("pistond.gateway")
 EXIT_CONFIG: Final = 2
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds open requests get to finish after SIGTERM."""
+FILES_SPARE: Final = 64
+"""Descriptors beyond the connections' own: listeners, logs, the event loop."""
 
 
-def server_settings(settings: GatewaySettings) -> ServerSettings:
-    """How the gateway serves HTTP: WebSocket messages bounded like bodies, a shutdown grace."""
-    return ServerSettings(
-        websocket_max_message_size=settings.max_body_size, graceful_timeout=SHUTDOWN_GRACE
+def gateway_settings(config: DaemonConfig) -> GatewaySettings:
+    """What the app needs from the configuration."""
+    return GatewaySettings(
+        socket=config.socket,
+        max_body_size=config.max_body_size,
+        max_websockets=config.gateway_max_websockets,
+        max_jobs_per_client=config.gateway_max_jobs_per_client,
     )
+
+
+def server_settings(config: DaemonConfig) -> ServerSettings:
+    """How the gateway serves HTTP: caps, deadlines, WebSocket messages bounded like bodies."""
+    return ServerSettings(
+        limits=ConnectionLimits(
+            idle_timeout=config.gateway_idle_timeout / 1000,
+            head_timeout=config.gateway_head_timeout / 1000,
+            body_timeout=config.gateway_body_timeout / 1000,
+        ),
+        websocket_max_message_size=config.max_body_size,
+        graceful_timeout=SHUTDOWN_GRACE,
+        max_connections=config.gateway_max_connections,
+        max_connections_per_client=config.gateway_max_connections_per_client,
+    )
+
+
+def raise_open_files_limit(max_connections: int) -> None:
+    """Lift the soft RLIMIT_NOFILE to what the connection cap needs (two descriptors each).
+
+    Each client connection holds its socket and, while a request runs, one to the daemon.
+    """
+    wanted = 2 * max_connections + FILES_SPARE if max_connections else None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if wanted is None or hard == resource.RLIM_INFINITY else min(hard, wanted)
+    if wanted is not None and hard != resource.RLIM_INFINITY and hard < wanted:
+        logger.warning(
+            "open files are limited to %d: fewer than the %d that %d connections may need",
+            hard,
+            wanted,
+            max_connections,
+        )
+    if soft != resource.RLIM_INFINITY and (target == resource.RLIM_INFINITY or target > soft):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -68,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(environ, args.config)
         allow_root = args.allow_root or config.gateway_allow_root
-        settings = GatewaySettings(socket=config.socket, max_body_size=config.max_body_size)
+        settings = gateway_settings(config)
     except ConfigError as exc:
         print(f"pistond-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -89,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    raise_open_files_limit(config.gateway_max_connections)
     app = create_app(settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
     trio.run(
@@ -96,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_gateway,
             app,
             listeners,
-            server_settings(settings),
+            server_settings(config),
             shutdown_trigger=_wait_for_signal,
         )
     )

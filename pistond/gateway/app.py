@@ -30,6 +30,7 @@ from pistond.gateway.errors import (
     from_rpc_error,
     unavailable,
 )
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
 from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 
@@ -56,6 +57,10 @@ class GatewaySettings:
     """Largest request body, in bytes; larger bodies get 413."""
     init_timeout: float = 1.0
     """Seconds a WebSocket client has to send an accepted ``init`` frame."""
+    max_websockets: int = 256
+    """WebSocket sessions open at once; more get 503. 0: no cap."""
+    max_jobs_per_client: int = 16
+    """Jobs (executes and WebSocket sessions) one client may have at once; more get 429. 0: none."""
 
 
 def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -110,6 +115,11 @@ def parse_json(body: bytes, content_type: str) -> object:
         raise HttpError(415, "requests must be of type application/json") from None
 
 
+def refused(full: Full) -> HttpError:
+    """The HTTP answer of a cap: 503 or 429, with ``Retry-After``."""
+    return HttpError(full.status, full.message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 @attrs.define(eq=False)
 class Gateway:
     """The request handlers, bound to a daemon and the metrics."""
@@ -117,6 +127,8 @@ class Gateway:
     settings: GatewaySettings
     daemon: Daemon
     metrics: GatewayMetrics
+    jobs: Places
+    """Jobs in progress, per client (executes and WebSocket sessions)."""
 
     async def json_body(self, request: Request) -> object:
         """The request's JSON body (see :func:`parse_json`)."""
@@ -172,7 +184,15 @@ class Gateway:
         """``POST /api/v2/execute``."""
         try:
             params = v2.execute_params(await self.json_body(request))
-            raw = await self.call(request, "execute", params)
+            client = client_key(request)
+            try:
+                self.jobs.take(client)
+            except Full as full:
+                raise refused(full) from None
+            try:
+                raw = await self.call(request, "execute", params)
+            finally:
+                self.jobs.give_back(client)
         except HttpError as exc:
             if exc.status < 500:
                 self.metrics.job_finished("rejected")
@@ -251,8 +271,15 @@ def create_app(
         The ASGI application (Starlette behind the metrics middleware).
     """
     metrics = metrics or GatewayMetrics()
-    gateway = Gateway(settings, Daemon(settings.socket), metrics)
-    connect = ConnectHandler(gateway.daemon, metrics, init_timeout=settings.init_timeout)
+    jobs = Places("jobs", per_client=settings.max_jobs_per_client)
+    gateway = Gateway(settings, Daemon(settings.socket), metrics, jobs)
+    connect = ConnectHandler(
+        gateway.daemon,
+        metrics,
+        init_timeout=settings.init_timeout,
+        jobs=jobs,
+        sessions=Places("WebSocket sessions", total=settings.max_websockets),
+    )
     routes: list[Route | WebSocketRoute] = [
         Route("/", _handled(gateway.version), methods=["GET"]),
         Route("/metrics", _handled(gateway.prometheus), methods=["GET"]),

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 import trio
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
 from pistond.errors import ErrorCode, PistondError
 from pistond.gateway import v2
 from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable, HttpError
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
 from pistond.rpc.client import NotificationOverflow
 from pistond.rpc.connection import ConnectionLost
 
@@ -144,9 +146,33 @@ class ConnectHandler:
     daemon: Daemon
     metrics: GatewayMetrics
     init_timeout: float = 1.0
+    jobs: Places = attrs.field(factory=lambda: Places("jobs"))
+    """Jobs per client, shared with ``/execute``: a session holds one from its handshake."""
+    sessions: Places = attrs.field(factory=lambda: Places("WebSocket sessions"))
 
     async def session(self, websocket: WebSocket) -> None:
-        """Serve one WebSocket client until its job completes or either side leaves."""
+        """Serve one WebSocket client until its job completes or either side leaves.
+
+        A session takes a WebSocket place and one of its client's job places before the
+        handshake is accepted; without one the handshake is refused with HTTP 503 (the gateway
+        is full) or 429 (this client's share), ``{"message"}`` and ``Retry-After``.
+        """
+        client = client_key(websocket)
+        try:
+            with self.sessions.hold(client), self.jobs.hold(client):
+                await self._serve(websocket)
+        except Full as full:
+            logger.info("refused a WebSocket session from %s: %s", client, full.message)
+            with contextlib.suppress(*_SEND_ERRORS):
+                await websocket.send_denial_response(
+                    JSONResponse(
+                        {"message": full.message},
+                        status_code=full.status,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                    )
+                )
+
+    async def _serve(self, websocket: WebSocket) -> None:
         session = _Session(websocket, self.metrics)
         try:
             await websocket.accept()

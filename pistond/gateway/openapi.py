@@ -21,8 +21,12 @@ _MESSAGE: Final = _ref("Message")
 _ERRORS: Final = {
     "400": _json(_MESSAGE, "Validation failure or malformed JSON"),
     "413": _json(_MESSAGE, "Request body too large"),
+    "408": _json(_MESSAGE, "The request head or body did not arrive in time"),
     "415": _json(_MESSAGE, "Body is not JSON"),
-    "503": _json(_MESSAGE, "Daemon unavailable or overloaded; see Retry-After"),
+    "429": _json(_MESSAGE, "This client runs its share of jobs already; see Retry-After"),
+    "503": _json(
+        _MESSAGE, "Daemon unavailable or overloaded, or the gateway is full; see Retry-After"
+    ),
 }
 
 _STAGE: Final = {

@@ -10,7 +10,10 @@ what any one client sends:
   that connection is closed, the others carry on (hypercorn 0.18 lets one connection's
   protocol error end its whole server, pgjones/hypercorn#225);
 - each accept loop runs under a supervisor that restarts it, with a growing pause, if it ever
-  fails or returns.
+  fails or returns;
+- connections are capped in all and per client address: beyond a cap the connection gets a
+  503 (the gateway is full) or 429 (this client holds its share) with ``Retry-After`` and is
+  closed, before any of its bytes is parsed.
 
 Shutdown follows hypercorn's: stop accepting, let idle connections close, give the rest
 ``graceful_timeout`` seconds, then cancel them.
@@ -32,7 +35,9 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.utils import repr_socket_addr, wrap_app
 
-from pistond.gateway.stream import ConnectionLimits, GuardedStream
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places
+from pistond.gateway.guard import Refusal
+from pistond.gateway.stream import ConnectionLimits, GuardedStream, refusal_response
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -48,6 +53,10 @@ ACCEPT_BACKOFF: Final = 0.1
 RESTART_BACKOFF: Final = (0.1, 5.0)
 """First and longest pause before a failed accept loop is restarted."""
 LISTEN_BACKLOG: Final = 1024
+MAX_REFUSING: Final = 64
+"""Refused connections answered at once; beyond that they are closed without an answer."""
+REFUSE_TIMEOUT: Final = 2.0
+"""Seconds a refused connection may take to receive its answer."""
 
 
 @attrs.frozen
@@ -60,6 +69,10 @@ class ServerSettings:
     """Largest WebSocket message, in bytes (more: close 1009)."""
     graceful_timeout: float = 10.0
     """Seconds open connections get to finish after shutdown starts."""
+    max_connections: int = 1024
+    """Connections open at once; 0: no cap."""
+    max_connections_per_client: int = 256
+    """Connections open at once from one client address; 0: no cap."""
 
 
 def hypercorn_config(settings: ServerSettings) -> HypercornConfig:
@@ -132,6 +145,7 @@ class _ConnectionServer(TCPServer):
 
 
 def _client_address(stream: trio.SocketStream) -> str:
+    """The client's IP address (the key of its per-client places)."""
     try:
         peer = stream.socket.getpeername()
     except OSError:
@@ -148,10 +162,32 @@ class _Server:
     config: HypercornConfig
     context: WorkerContext
     connections: trio.Nursery
+    places: Places = attrs.field(init=False)
+    refusing: int = attrs.field(init=False, default=0)
 
-    async def serve_connection(self, stream: trio.SocketStream) -> None:
-        """Serve one client; whatever it causes stays in this task."""
+    def __attrs_post_init__(self) -> None:
+        self.places = Places(
+            "connections",
+            total=self.settings.max_connections,
+            per_client=self.settings.max_connections_per_client,
+        )
+
+    def admit(self, stream: trio.SocketStream) -> None:
+        """Serve an accepted connection, or refuse it when its place is not free."""
         client = _client_address(stream)
+        try:
+            self.places.take(client)
+        except Full as full:
+            if self.refusing >= MAX_REFUSING:
+                stream.socket.close()
+                return
+            self.refusing += 1
+            self.connections.start_soon(self.refuse_connection, stream, client, full)
+            return
+        self.connections.start_soon(self.serve_connection, stream, client)
+
+    async def serve_connection(self, stream: trio.SocketStream, client: str) -> None:
+        """Serve one client; whatever it causes stays in this task."""
         guarded = GuardedStream(stream, self.settings.limits, client)
         try:
             await _ConnectionServer(self.app, self.config, self.context, guarded).run()
@@ -163,6 +199,25 @@ class _Server:
                 exc_info=group,
             )
         finally:
+            self.places.give_back(client)
+            await trio.aclose_forcefully(stream)
+
+    async def refuse_connection(self, stream: trio.SocketStream, client: str, full: Full) -> None:
+        """Answer 503 or 429 and close; what the client sent is read and dropped meanwhile."""
+        logger.warning("refused a connection from %s: %s", client, full.message)
+        answer = refusal_response(
+            Refusal(full.status, full.message, (("Retry-After", str(RETRY_AFTER_SECONDS)),))
+        )
+        try:
+            with trio.move_on_after(REFUSE_TIMEOUT):
+                await stream.send_all(answer)
+                await stream.send_eof()
+                while await stream.receive_some(64 * 1024):
+                    pass  # closing with unread bytes would reset the answer away
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            logger.debug("refused client %s left first", client)
+        finally:
+            self.refusing -= 1
             await trio.aclose_forcefully(stream)
 
     async def accept_forever(self, listener: trio.SocketListener) -> None:
@@ -191,7 +246,7 @@ class _Server:
                 )
                 await trio.sleep(ACCEPT_BACKOFF)
                 continue
-            self.connections.start_soon(self.serve_connection, stream)
+            self.admit(stream)
 
 
 async def serve_gateway(

@@ -78,6 +78,29 @@ class Exchange:
         return int(self.data.split(b" ", 2)[1])
 
 
+async def open_raw(url: str, source: str | None = None) -> trio.SocketStream:
+    """A TCP connection to the gateway, from the loopback address ``source`` if given."""
+    host, port = address(url)
+    return await trio.open_tcp_stream(host, port, local_address=source)
+
+
+async def read_until_close(stream: trio.SocketStream, wait: float) -> Exchange:
+    """What the server sends until it closes, or until ``wait`` seconds have passed."""
+    received = bytearray()
+    closed = False
+    with trio.move_on_after(wait):
+        try:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    closed = True
+                    break
+                received += data
+        except trio.BrokenResourceError:
+            closed = True
+    return Exchange(bytes(received), closed)
+
+
 async def exchange(
     url: str,
     *chunks: bytes,
@@ -85,7 +108,7 @@ async def exchange(
     pause: float = 0.05,
 ) -> Exchange:
     """Send ``chunks`` (each in one write, ``pause`` apart), then read until close or ``wait``."""
-    stream = await trio.open_tcp_stream(*address(url))
+    stream = await open_raw(url)
     received = bytearray()
     closed = False
     async with stream:
@@ -96,14 +119,5 @@ async def exchange(
                 await stream.send_all(chunk)
         except trio.BrokenResourceError:
             closed = True
-        with trio.move_on_after(wait):
-            try:
-                while True:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        closed = True
-                        break
-                    received += data
-            except trio.BrokenResourceError:
-                closed = True
-    return Exchange(bytes(received), closed)
+        answer = await read_until_close(stream, wait)
+    return Exchange(bytes(received) + answer.data, closed or answer.closed)

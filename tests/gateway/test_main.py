@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -15,8 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pistond.gateway.__main__ import main, server_settings
-from pistond.gateway.app import GatewaySettings
+from pistond.config import load_config
+from pistond.gateway.__main__ import (
+    gateway_settings,
+    main,
+    raise_open_files_limit,
+    server_settings,
+)
 from pistond.gateway.server import hypercorn_config
 
 from .test_hostile import ISSUE_9_REQUEST
@@ -125,8 +131,40 @@ def test_main_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def test_main_hypercorn_settings() -> None:
     """Hypercorn hides its server header and bounds WS messages; the stream owns keep-alive."""
-    settings = GatewaySettings(socket=Path("/x"), max_body_size=4096)
-    config = hypercorn_config(server_settings(settings))
+    config = hypercorn_config(server_settings(load_config({"PISTON_MAX_BODY_SIZE": "4096"})))
     assert config.include_server_header is False
     assert config.websocket_max_message_size == 4096
     assert config.keep_alive_timeout == float("inf")
+
+
+def test_main_settings_come_from_the_configuration() -> None:
+    """The PISTON_GATEWAY_* caps and deadlines (in ms) reach the server and the app."""
+    config = load_config(
+        {
+            "PISTON_GATEWAY_MAX_CONNECTIONS": "10",
+            "PISTON_GATEWAY_MAX_CONNECTIONS_PER_CLIENT": "3",
+            "PISTON_GATEWAY_MAX_WEBSOCKETS": "4",
+            "PISTON_GATEWAY_MAX_JOBS_PER_CLIENT": "0",
+            "PISTON_GATEWAY_HEAD_TIMEOUT": "1500",
+            "PISTON_GATEWAY_BODY_TIMEOUT": "2500",
+            "PISTON_GATEWAY_IDLE_TIMEOUT": "700",
+        }
+    )
+    served = server_settings(config)
+    assert (served.max_connections, served.max_connections_per_client) == (10, 3)
+    assert (served.limits.head_timeout, served.limits.body_timeout) == (1.5, 2.5)
+    assert served.limits.idle_timeout == 0.7
+    app = gateway_settings(config)
+    assert (app.max_websockets, app.max_jobs_per_client) == (4, 0)
+
+
+def test_main_lifts_the_open_files_limit_for_its_connections() -> None:
+    """The soft RLIMIT_NOFILE is raised to cover two descriptors per allowed connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        raise_open_files_limit(1000)
+        lifted, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert lifted == min(hard, 2 * 1000 + 64)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
