@@ -33,6 +33,7 @@ from pistond.gateway.errors import (
 from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
 from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
+from pistond.semver import max_satisfying
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -208,8 +209,37 @@ class Gateway:
         params = v2.package_params(await self.json_body(request))
         method = "packages.install" if request.method == "POST" else "packages.uninstall"
         package = (params["language"], params["version"])
-        raw = await self.call(request, method, params, package=package)
+        try:
+            raw = await self.call(request, method, params, package=package)
+        except HttpError as exc:
+            nowhere = (
+                exc.status == 404
+                and method == "packages.uninstall"
+                and not await self._package_exists(request, *package)
+            )
+            if nowhere:
+                text = f"Requested package {package[0]}-{package[1]} does not exist"
+                raise HttpError(404, text) from None
+            raise
         return JSONResponse(v2.package_result(raw))
+
+    async def _package_exists(self, request: Request, language: str, version: str) -> bool:
+        """Whether any local recipe or index entry is package ``language`` within ``version``.
+
+        Decides Piston's text for a removal that matched nothing installed: ``... is not
+        installed`` for a package that exists, ``Requested package ... does not exist`` for one
+        that exists nowhere. When the list cannot be read, the package is taken to exist.
+        """
+        try:
+            listed = await self.call(request, "packages", {})
+        except HttpError:
+            return True
+        versions = [
+            item["version"]
+            for item in listed
+            if isinstance(item, dict) and item.get("language") == language
+        ]
+        return max_satisfying(versions, version) is not None
 
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
