@@ -16,6 +16,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -77,18 +78,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body (chunked or not), at most ``limit`` bytes.
 
     Raises:
-        HttpError: 413 when the body is larger than ``limit``.
+        HttpError: 413 when the body is larger than ``limit``; 499 when the client left (or
+            its connection was ended for a late body) before it was complete.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise HttpError(413, "request body too large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, "request body too large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, "request body too large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HttpError(499, "client closed request") from None
     return b"".join(chunks)
 
 
