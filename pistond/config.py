@@ -158,6 +158,14 @@ class DaemonConfig:
     """Cgroup path (relative to each hierarchy) for job groups; empty: the daemon's own group."""
     max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     """Largest RPC message accepted, in bytes."""
+    max_connections: int = attrs.field(default=1024, validator=_non_negative)
+    """RPC connections served at once; more are closed at once. 0: no cap."""
+    max_requests_per_connection: int = attrs.field(default=64, validator=_positive)
+    """Requests one RPC connection may have in progress; beyond, the daemon stops reading it."""
+    frame_timeout: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds a started RPC message may take to arrive in full (then: connection closed)."""
+    notification_buffer_size: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    """Bytes of notifications queued for a peer that does not read; beyond, its job is killed."""
     shutdown_grace: int = attrs.field(default=10_000, validator=_non_negative)
     """Milliseconds running jobs get to finish after SIGTERM before they are cancelled."""
     disabled_plugins: tuple[str, ...] = ()

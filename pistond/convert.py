@@ -30,10 +30,11 @@ from cattrs.cols import (
     mapping_structure_factory,
 )
 from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
 from pistond.errors import InvalidParams
+from pistond.models import JobDone
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,10 @@ def make_wire_converter() -> MsgpackConverter:
     wire.register_structure_hook_factory(_is_tuple_or_list, _strict_sequence_factory(wire))
     wire.register_structure_hook_factory(is_mapping, _strict_mapping_factory(wire))
     wire.register_structure_hook_factory(attrs.has, _strict_attrs_factory(wire))
+    # job.done carries "error" only when the job failed (PROTOCOL.md).
+    wire.register_unstructure_hook(
+        JobDone, make_dict_unstructure_fn(JobDone, wire, _cattrs_omit_if_default=True)
+    )
     return wire
 
 

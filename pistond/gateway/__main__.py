@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import signal
 import sys
 from functools import partial
@@ -25,6 +24,7 @@ from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.gateway.stream import ConnectionLimits
+from pistond.rpc.descriptors import lift_open_files_limit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,6 +36,8 @@ SHUTDOWN_GRACE: Final = 10.0
 """Seconds open requests get to finish after SIGTERM."""
 FILES_SPARE: Final = 64
 """Descriptors beyond the connections' own: listeners, logs, the event loop."""
+FILES_FOR_UNCAPPED: Final = 32_768
+"""Connections to provide descriptors for when they are not capped."""
 
 
 def gateway_settings(config: DaemonConfig) -> GatewaySettings:
@@ -63,23 +65,10 @@ def server_settings(config: DaemonConfig) -> ServerSettings:
     )
 
 
-def raise_open_files_limit(max_connections: int) -> None:
-    """Lift the soft RLIMIT_NOFILE to what the connection cap needs (two descriptors each).
-
-    Each client connection holds its socket and, while a request runs, one to the daemon.
-    """
-    wanted = 2 * max_connections + FILES_SPARE if max_connections else None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if wanted is None or hard == resource.RLIM_INFINITY else min(hard, wanted)
-    if wanted is not None and hard != resource.RLIM_INFINITY and hard < wanted:
-        logger.warning(
-            "open files are limited to %d: fewer than the %d that %d connections may need",
-            hard,
-            wanted,
-            max_connections,
-        )
-    if soft != resource.RLIM_INFINITY and (target == resource.RLIM_INFINITY or target > soft):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+def open_files_needed(max_connections: int) -> int:
+    """Descriptors the gateway may need: each connection's socket and, during a request, one
+    to the daemon; ``2 * FILES_FOR_UNCAPPED`` without a connection cap."""
+    return 2 * (max_connections or FILES_FOR_UNCAPPED) + FILES_SPARE
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -131,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    raise_open_files_limit(config.gateway_max_connections)
+    lift_open_files_limit(open_files_needed(config.gateway_max_connections))
     app = create_app(settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
     trio.run(

@@ -49,6 +49,7 @@ MAX_WRITE: Final = 1024 * 1024
 """Largest ``job.write`` chunk; bigger ``data`` frames are split."""
 NOTIFICATION_BUFFER: Final = 4096
 """Notifications buffered per session; a client reading slower than that loses its session."""
+OUTPUT_NOT_READ: Final = "the job was stopped: its output came faster than the client read it"
 _ENDED: Final = frozenset({ErrorCode.JOB_NOT_FOUND})
 
 
@@ -289,7 +290,10 @@ class ConnectHandler:
                     await session.send(v2.exit_frame(params))
                 elif event.method == "job.done":
                     await self._done(session, params)
-        except (ConnectionLost, NotificationOverflow) as exc:
+        except NotificationOverflow as exc:
+            logger.warning("job output came faster than the client read it: %s", exc)
+            await session.fail(OUTPUT_NOT_READ)
+        except ConnectionLost as exc:
             logger.warning("job event stream ended: %s", exc)
         await session.fail(DAEMON_UNAVAILABLE)
 

@@ -30,6 +30,7 @@ from pistond.errors import (
     InternalError,
     InvalidParams,
     InvalidRequest,
+    JobKilled,
     JobNotFound,
     MethodNotFound,
     Overloaded,
@@ -64,6 +65,7 @@ ERROR_CLASSES: Final[dict[str, type[PistondError]]] = {
         PackageError,
         JobNotFound,
         Forbidden,
+        JobKilled,
         InternalError,
     )
 }

@@ -20,10 +20,11 @@ from pistond.config import load_config
 from pistond.gateway.__main__ import (
     gateway_settings,
     main,
-    raise_open_files_limit,
+    open_files_needed,
     server_settings,
 )
 from pistond.gateway.server import hypercorn_config
+from pistond.rpc.descriptors import lift_open_files_limit
 
 from .test_hostile import ISSUE_9_REQUEST
 
@@ -163,8 +164,9 @@ def test_main_lifts_the_open_files_limit_for_its_connections() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-        raise_open_files_limit(1000)
-        lifted, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        assert lifted == min(hard, 2 * 1000 + 64)
+        assert open_files_needed(1000) == 2064
+        lifted = lift_open_files_limit(open_files_needed(1000))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == lifted == min(hard, 2064)
+        assert lift_open_files_limit(10) == lifted  # never lowered
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
