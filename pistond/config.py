@@ -76,23 +76,20 @@ def _default_bind_address() -> str:
     return "0.0.0.0:2000"
 
 
-LIMIT_KEYS: Final = (
-    "max_process_count",
-    "max_open_files",
-    "max_file_size",
-    "compile_memory_limit",
-    "run_memory_limit",
-    "compile_timeout",
-    "run_timeout",
-    "compile_cpu_time",
-    "run_cpu_time",
-    "output_max_size",
-)
+_PISTON_REQUEST: Final = {"request": "piston"}
+"""Metadata of a limit a Piston request may lower (piston-v2.md §1.3)."""
+_PISTOND_REQUEST: Final = {"request": "pistond"}
+"""Metadata of a limit only a pistond request may lower (PROTOCOL.md extensions)."""
 
 
 @attrs.frozen
 class Limits:
-    """The ten per-runtime limits of Piston, all caps that requests may only lower."""
+    """The ten per-runtime limits of Piston, all caps that requests may only lower.
+
+    The fields are in Piston's order, which is also the order its validation checks request
+    limits in (memory, timeout, CPU time; compile before run): every list of limit names is
+    derived from this class (:data:`LIMIT_KEYS` and its subsets).
+    """
 
     max_process_count: int = attrs.field(default=64, validator=_positive)
     """Processes (and threads) per sandbox."""
@@ -100,20 +97,40 @@ class Limits:
     """Open files per process (RLIMIT_NOFILE)."""
     max_file_size: int = attrs.field(default=10_000_000, validator=_positive)
     """Bytes per file written (RLIMIT_FSIZE)."""
-    compile_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    compile_memory_limit: int = attrs.field(
+        default=-1, validator=_memory_limit, metadata=_PISTON_REQUEST
+    )
     """Bytes of memory for the compile stage; -1 for no limit."""
-    run_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    run_memory_limit: int = attrs.field(
+        default=-1, validator=_memory_limit, metadata=_PISTON_REQUEST
+    )
     """Bytes of memory for the run stage; -1 for no limit."""
-    compile_timeout: int = attrs.field(default=10_000, validator=_positive)
+    compile_timeout: int = attrs.field(
+        default=10_000, validator=_positive, metadata=_PISTON_REQUEST
+    )
     """Wall-clock milliseconds of the compile stage."""
-    run_timeout: int = attrs.field(default=3_000, validator=_positive)
+    run_timeout: int = attrs.field(default=3_000, validator=_positive, metadata=_PISTON_REQUEST)
     """Wall-clock milliseconds of the run stage."""
-    compile_cpu_time: int = attrs.field(default=10_000, validator=_positive)
+    compile_cpu_time: int = attrs.field(
+        default=10_000, validator=_positive, metadata=_PISTON_REQUEST
+    )
     """CPU milliseconds of the compile stage."""
-    run_cpu_time: int = attrs.field(default=3_000, validator=_positive)
+    run_cpu_time: int = attrs.field(default=3_000, validator=_positive, metadata=_PISTON_REQUEST)
     """CPU milliseconds of the run stage."""
-    output_max_size: int = attrs.field(default=1024, validator=_positive)
+    output_max_size: int = attrs.field(default=1024, validator=_positive, metadata=_PISTOND_REQUEST)
     """Bytes kept per output stream; more kills the stage (OL / EL)."""
+
+
+LIMIT_KEYS: Final = tuple(field.name for field in attrs.fields(Limits))
+"""The ten limit keys, in Piston's order (also the keys of PISTON_LIMIT_OVERRIDES)."""
+REQUEST_LIMIT_KEYS: Final = tuple(
+    field.name for field in attrs.fields(Limits) if "request" in field.metadata
+)
+"""The limits an ``execute`` request may lower, in the order they are checked."""
+PISTON_REQUEST_LIMIT_KEYS: Final = tuple(
+    field.name for field in attrs.fields(Limits) if field.metadata.get("request") == "piston"
+)
+"""The request limits of Piston's execute body (piston-v2.md §1.3), in its checking order."""
 
 
 @attrs.frozen

@@ -2,7 +2,8 @@
 
 Built from cattrs' msgpack preconf with ``forbid_extra_keys=True``. Structuring is strict: a
 str field takes only a msgpack str, an int field only an integer (not a bool), a bytes field
-only a msgpack bin, an array field only an array; nothing is coerced. Enums travel as their
+only a msgpack bin, an array field only an array; nothing is coerced. A field typed
+``X | None`` may be absent: absent means nil, as a ``?`` field of PROTOCOL.md. Enums travel as their
 values (``StageResult.status`` is ``"RE"`` or nil), tuples as arrays, bytes as bin.
 
 :func:`structure_or_raise` is the boundary: cattrs' ``ClassValidationError`` becomes
@@ -145,15 +146,27 @@ def _strict_mapping_factory(
     return factory
 
 
+def _is_nullable(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
+
+
 def _strict_attrs_factory(
     converter: cattrs.Converter,
 ) -> Callable[[Any], Callable[[Any, Any], Any]]:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
         inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+        nullable = tuple(
+            field.name
+            for field in attrs.fields(attrs.resolve_types(cls))
+            if field.default is attrs.NOTHING and _is_nullable(field.type)
+        )
 
         def structure(value: Any, _tp: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise WireTypeError("expected a map")
+            missing = [name for name in nullable if name not in value]
+            if missing:
+                value = {**dict.fromkeys(missing), **value}
             return inner(value, cls)
 
         return structure

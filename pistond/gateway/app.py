@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 import attrs
 import trio
@@ -20,10 +20,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from pistond.client import PistonClient
 from pistond.errors import PistondError
 from pistond.gateway import v2
 from pistond.gateway.connect import ConnectHandler
-from pistond.gateway.daemon import Daemon
+from pistond.gateway.daemon_socket import DaemonSocket
 from pistond.gateway.errors import (
     INTERNAL,
     DaemonUnavailable,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -131,7 +134,7 @@ class Gateway:
     """The request handlers, bound to a daemon and the metrics."""
 
     settings: GatewaySettings
-    daemon: Daemon
+    daemon: DaemonSocket
     metrics: GatewayMetrics
     jobs: Places
     """Jobs in progress, per client (executes and WebSocket sessions)."""
@@ -145,29 +148,35 @@ class Gateway:
         self,
         request: Request,
         method: str,
-        params: dict[str, Any],
+        call: Callable[[PistonClient], Awaitable[T]],
         *,
         package: tuple[str, str] | None = None,
-    ) -> Any:
-        """Call the daemon; cancel the call (and so the job) if the HTTP client goes away.
+    ) -> T:
+        """``await call(client)`` on the daemon; cancelled (with its job) if the client leaves.
+
+        Args:
+            request: the HTTP request the call serves.
+            method: the RPC method ``call`` makes, for log lines and Piston's package texts.
+            call: what to do with the typed client.
+            package: language and version of a package request.
 
         Raises:
             HttpError: the daemon's error reply or unavailability, as an HTTP answer.
         """
-        result: Any = None
+        results: list[T] = []
         error: HttpError | None = None
         answered = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
             try:
-                result = await self.daemon.call(method, params)
+                results.append(await self.daemon.run(call))
+            except DaemonUnavailable:
+                error = unavailable()
             except PistondError as exc:
                 logger.info("daemon refused %s: %s %s", method, exc.code, exc.message)
                 error = from_rpc_error(
                     exc, package=package, uninstall=method == "packages.uninstall"
                 )
-            except DaemonUnavailable:
-                error = unavailable()
             answered = True
             nursery.cancel_scope.cancel()
         if not answered:
@@ -175,7 +184,7 @@ class Gateway:
             error = HttpError(499, "client closed request")
         if error is not None:
             raise error
-        return result
+        return results[0]
 
     async def version(self, request: Request) -> Response:
         """``GET /``: Piston's version banner."""
@@ -183,8 +192,8 @@ class Gateway:
 
     async def runtimes(self, request: Request) -> Response:
         """``GET /api/v2/runtimes``."""
-        raw = await self.call(request, "runtimes", {})
-        return JSONResponse(v2.runtimes(raw))
+        listed = await self.call(request, "runtimes", PistonClient.runtimes)
+        return JSONResponse(v2.runtimes(listed))
 
     async def execute(self, request: Request) -> Response:
         """``POST /api/v2/execute``."""
@@ -196,37 +205,53 @@ class Gateway:
             except Full as full:
                 raise refused(full) from None
             try:
-                raw = await self.call(request, "execute", params)
+                result = await self.call(
+                    request, "execute", lambda daemon: daemon.execute_request(params)
+                )
             finally:
                 self.jobs.give_back(client)
         except HttpError as exc:
             if exc.status < 500:
                 self.metrics.job_finished("rejected")
             raise
-        answer = v2.job_result(raw)
+        answer = v2.job_result(result)
         self.metrics.job_finished(answer["run"]["status"] if "run" in answer else None)
         return JSONResponse(answer)
 
     async def packages(self, request: Request) -> Response:
         """``GET``, ``POST`` and ``DELETE /api/v2/packages``."""
         if request.method == "GET":
-            return JSONResponse(v2.packages(await self.call(request, "packages", {})))
-        params = v2.package_params(await self.json_body(request))
-        method = "packages.install" if request.method == "POST" else "packages.uninstall"
-        package = (params["language"], params["version"])
+            listed = await self.call(request, "packages", PistonClient.packages)
+            return JSONResponse(v2.packages(listed))
+        language, version = v2.package_params(await self.json_body(request))
+        install = request.method == "POST"
+        method = "packages.install" if install else "packages.uninstall"
         try:
-            raw = await self.call(request, method, params, package=package)
+            if install:
+                done = await self.call(
+                    request,
+                    method,
+                    lambda daemon: daemon.install_package(language, version),
+                    package=(language, version),
+                )
+            else:
+                done = await self.call(
+                    request,
+                    method,
+                    lambda daemon: daemon.uninstall_package(language, version),
+                    package=(language, version),
+                )
         except HttpError as exc:
             nowhere = (
                 exc.status == 404
-                and method == "packages.uninstall"
-                and not await self._package_exists(request, *package)
+                and not install
+                and not await self._package_exists(request, language, version)
             )
             if nowhere:
-                text = f"Requested package {package[0]}-{package[1]} does not exist"
+                text = f"Requested package {language}-{version} does not exist"
                 raise HttpError(404, text) from None
             raise
-        return JSONResponse(v2.package_result(raw))
+        return JSONResponse(v2.package_result(done))
 
     async def _package_exists(self, request: Request, language: str, version: str) -> bool:
         """Whether any local recipe or index entry is package ``language`` within ``version``.
@@ -236,14 +261,10 @@ class Gateway:
         that exists nowhere. When the list cannot be read, the package is taken to exist.
         """
         try:
-            listed = await self.call(request, "packages", {})
+            listed = await self.call(request, "packages", PistonClient.packages)
         except HttpError:
             return True
-        versions = [
-            item["version"]
-            for item in listed
-            if isinstance(item, dict) and item.get("language") == language
-        ]
+        versions = [item.version for item in listed if item.language == language]
         return max_satisfying(versions, version) is not None
 
     async def openapi(self, request: Request) -> Response:
@@ -307,7 +328,7 @@ def create_app(
     """
     metrics = metrics or GatewayMetrics()
     jobs = Places("jobs", per_client=settings.max_jobs_per_client)
-    gateway = Gateway(settings, Daemon(settings.socket), metrics, jobs)
+    gateway = Gateway(settings, DaemonSocket(settings.socket), metrics, jobs)
     connect = ConnectHandler(
         gateway.daemon,
         metrics,

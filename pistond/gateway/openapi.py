@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pistond.gateway.v2 import LIMIT_FIELDS
+from pistond.config import PISTON_REQUEST_LIMIT_KEYS
 
 PISTON_VERSION: Final = "3.1.1"
 
@@ -82,7 +82,7 @@ _EXECUTE: Final = {
                 "description": "0 or absent: the configured limit"
                 + ("; -1: the configured limit" if "memory" in name else ""),
             }
-            for name in LIMIT_FIELDS
+            for name in PISTON_REQUEST_LIMIT_KEYS
         },
     },
 }
