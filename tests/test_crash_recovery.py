@@ -9,26 +9,22 @@ the daemon, for a gateway) has dealt with it, and the service answers again.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 import trio
+from soak import gateway_process, leftovers
 
 from pistond.client import JobOutput, JobStage, open_client
-from pistond.config import load_config
 from pistond.rpc import ConnectionLost
-from pistond.sandbox import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Collection
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="real daemons need root"),
@@ -71,22 +67,6 @@ def _fork_server(daemon: DaemonProcess) -> int:
     ]
     assert len(servers) == 1, servers
     return servers[0]
-
-
-def leftovers(daemon: DaemonProcess, pids: Collection[int] = ()) -> list[str]:
-    """Box processes, box mounts and job cgroups of ``daemon``, and which of ``pids`` live."""
-    found = [
-        f"process {pid} uid {uid}: {args[:60]}"
-        for pid, _, uid, args in _processes()
-        if uid in daemon.box_uids or pid in pids
-    ]
-    boxes = str(daemon.data_directory / "boxes") + "/"
-    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
-        found += [f"mount {line.split()[4]}" for line in mounts if boxes in line.split()[4]]
-    group = jobs_group_name(load_config(daemon.environ))
-    for jobs in Path("/sys/fs/cgroup").glob(f"**/{group}"):
-        found += [f"cgroup {box}" for box in jobs.glob("box-*") if box.is_dir()]
-    return found
 
 
 def _wait_until_clean(daemon: DaemonProcess, pids: Collection[int], seconds: float = 10) -> None:
@@ -182,46 +162,6 @@ def test_crash_fork_server_killed_daemon_recovers(tmp_path: Path) -> None:
         daemon.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _gateway(daemon: DaemonProcess) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The ``pistond-gateway`` process in front of ``daemon``: its process and base URL."""
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PISTON_")}
-    environ.update(
-        PISTON_BIND_ADDRESS=f"127.0.0.1:{port}",
-        PISTON_SOCKET=str(daemon.socket),
-        PISTON_GATEWAY_ALLOW_ROOT="true",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pistond.gateway"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.05)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
 def _sleeping_execute(url: str) -> httpx.Response:
     body = {"language": "python", "version": "*", "files": [{"content": SLEEPER}]}
     return httpx.post(f"{url}/api/v2/execute", json=body, timeout=30)
@@ -242,7 +182,7 @@ def test_crash_daemon_killed_under_the_gateway(tmp_path: Path) -> None:
     daemon = DaemonProcess.start(tmp_path)
     restarted: DaemonProcess | None = None
     try:
-        with _gateway(daemon) as (_, url):
+        with gateway_process(daemon) as (_, url):
 
             async def scenario() -> httpx.Response:
                 with trio.fail_after(20):
@@ -282,7 +222,7 @@ def test_crash_gateway_killed_its_jobs_end(tmp_path: Path) -> None:
     gateway serves."""
     daemon = DaemonProcess.start(tmp_path)
     try:
-        with _gateway(daemon) as (gateway, url):
+        with gateway_process(daemon) as (gateway, url):
 
             async def scenario() -> None:
                 with trio.fail_after(20):
@@ -298,7 +238,7 @@ def test_crash_gateway_killed_its_jobs_end(tmp_path: Path) -> None:
 
             trio.run(scenario)
         _wait_until_clean(daemon, (), seconds=5)
-        with _gateway(daemon) as (_, url):
+        with gateway_process(daemon) as (_, url):
             answer = httpx.post(
                 f"{url}/api/v2/execute",
                 json={"language": "python", "version": "*", "files": [{"content": "print(1)"}]},
