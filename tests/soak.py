@@ -200,14 +200,15 @@ def _free_port() -> int:
 
 @contextmanager
 def gateway_process(
-    daemon: DaemonProcess, settings: dict[str, str] | None = None
+    daemon: DaemonProcess | Path, settings: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A ``pistond-gateway`` process in front of ``daemon``: the process and its base URL."""
+    """A ``pistond-gateway`` process on a free port in front of ``daemon`` (or a socket path),
+    serving: the process and its base URL."""
     port = _free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PISTON_")}
     environ.update(
         PISTON_BIND_ADDRESS=f"127.0.0.1:{port}",
-        PISTON_SOCKET=str(daemon.socket),
+        PISTON_SOCKET=str(daemon if isinstance(daemon, Path) else daemon.socket),
         PISTON_GATEWAY_ALLOW_ROOT="true",
         PISTON_LOG_LEVEL="WARN",
         **(settings or {}),

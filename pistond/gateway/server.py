@@ -21,7 +21,6 @@ Shutdown follows hypercorn's: stop accepting, let idle connections close, give t
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import uuid
@@ -38,6 +37,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places
 from pistond.gateway.guard import Refusal
 from pistond.gateway.stream import ConnectionLimits, GuardedStream, refusal_response
+from pistond.rpc.server import accept_retrying
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -47,9 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-"""accept() failures that mean "out of resources for now": pause and retry."""
-ACCEPT_BACKOFF: Final = 0.1
 RESTART_BACKOFF: Final = (0.1, 5.0)
 """First and longest pause before a failed accept loop is restarted."""
 LISTEN_BACKLOG: Final = 1024
@@ -236,17 +233,7 @@ class _Server:
 
     async def _accept(self, listener: trio.SocketListener) -> None:
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                logger.error(
-                    "accept failed: %s; retrying in %.1f s", exc.strerror or exc, ACCEPT_BACKOFF
-                )
-                await trio.sleep(ACCEPT_BACKOFF)
-                continue
-            self.admit(stream)
+            self.admit(await accept_retrying(listener))
 
 
 async def serve_gateway(
@@ -271,9 +258,9 @@ async def serve_gateway(
         open connections can finish within ``graceful_timeout`` once accepting stopped.
 
     Error handling:
-        Out-of-resource accept errors (EMFILE, ENFILE, ENOMEM, ENOBUFS) pause the loop briefly;
-        any other failure of an accept loop restarts it. A connection's failure closes that
-        connection only.
+        Out-of-resource accept errors (EMFILE, ENFILE, ENOMEM, ENOBUFS) pause the loop briefly
+        (:func:`~pistond.rpc.server.accept_retrying`); any other failure of an accept loop
+        restarts it. A connection's failure closes that connection only.
     """
     config = hypercorn_config(settings)
     context = WorkerContext(None)

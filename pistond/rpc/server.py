@@ -140,6 +140,27 @@ class _Served:
             self.count -= 1
 
 
+async def accept_retrying(listener: trio.abc.Listener[trio.SocketStream]) -> trio.SocketStream:
+    """The next connection; out-of-resource failures are logged, waited out and retried.
+
+    Raises:
+        OSError: an accept failure other than EMFILE, ENFILE, ENOMEM or ENOBUFS.
+    """
+    while True:
+        try:
+            return await listener.accept()
+        except OSError as exc:
+            if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                raise
+            logger.error(
+                "accept failed: %s (%s); retrying in %.1f s",
+                errno.errorcode.get(exc.errno or 0, "?"),
+                exc.strerror,
+                ACCEPT_BACKOFF,
+            )
+            await trio.sleep(ACCEPT_BACKOFF)
+
+
 async def _accept_loop(
     listener: trio.abc.Listener[trio.SocketStream],
     connections: trio.Nursery,
@@ -147,19 +168,7 @@ async def _accept_loop(
 ) -> NoReturn:
     async with listener:
         while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                logger.error(
-                    "accept failed: %s (%s); retrying in %.1f s",
-                    errno.errorcode.get(exc.errno or 0, "?"),
-                    exc.strerror,
-                    ACCEPT_BACKOFF,
-                )
-                await trio.sleep(ACCEPT_BACKOFF)
-                continue
+            stream = await accept_retrying(listener)
             if served.admit(stream):
                 connections.start_soon(served.serve, stream)
 

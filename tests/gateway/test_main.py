@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from soak import gateway_process
 
 from pistond.config import load_config
 from pistond.gateway.__main__ import (
@@ -76,36 +77,9 @@ def _free_port() -> int:
 
 @contextmanager
 def _gateway_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A ``pistond-gateway`` process on a free port, serving; killed at the end if still alive."""
-    port = _free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PISTON_")}
-    environ.update(
-        PISTON_BIND_ADDRESS=f"127.0.0.1:{port}",
-        PISTON_SOCKET=str(tmp_path / "none.sock"),
-        PISTON_GATEWAY_ALLOW_ROOT="true",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pistond.gateway"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.05)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stderr is not None
-        process.stderr.close()
+    """A serving ``pistond-gateway`` whose daemon socket does not exist: process and port."""
+    with gateway_process(tmp_path / "none.sock") as (process, url):
+        yield process, int(url.rsplit(":", 1)[1])
 
 
 def test_main_survives_the_issue_9_request(tmp_path: Path) -> None:
