@@ -27,7 +27,7 @@ from pistond.gateway.__main__ import (
 from pistond.gateway.server import hypercorn_config
 from pistond.rpc.descriptors import lift_open_files_limit
 
-from .test_hostile import ISSUE_9_REQUEST
+from .raw import ISSUE_9_REQUEST
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
