@@ -1,9 +1,11 @@
 """``pistond-gateway``: the Piston v2 API on ``PISTON_BIND_ADDRESS``, calling ``PISTON_SOCKET``.
 
-The gateway is unprivileged: it refuses to run as root unless given ``--allow-root`` or
+The gateway is unprivileged: started as root, it drops to ``PISTON_GATEWAY_USER`` before
+serving (:mod:`pistond.gateway.privileges`), unless given ``--allow-root`` or
 ``PISTON_GATEWAY_ALLOW_ROOT=true``. Its own settings, beside the daemon's configuration:
-``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_ALLOW_ROOT`` and the
-``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
+``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_USER``,
+``PISTON_GATEWAY_ALLOW_ROOT`` and the ``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
+The listening socket is opened before the drop, so a privileged port works.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import trio
 from pistond.config import DaemonConfig, load_config
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
+from pistond.gateway.privileges import become_gateway_user
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.gateway.stream import ConnectionLimits
 from pistond.rpc.descriptors import lift_open_files_limit
@@ -80,7 +83,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--allow-root",
         action="store_true",
-        help="run even as root (PISTON_GATEWAY_ALLOW_ROOT=true); not recommended",
+        help=(
+            "keep running as root instead of dropping to PISTON_GATEWAY_USER "
+            "(PISTON_GATEWAY_ALLOW_ROOT=true); not recommended"
+        ),
     )
     return parser.parse_args(argv)
 
@@ -108,19 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.CRITICAL + 10 if level == "NONE" else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if os.geteuid() == 0 and not allow_root:
-        print(
-            "pistond-gateway: refusing to run as root; run it as an unprivileged user "
-            "in the pistond group (or pass --allow-root)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
     try:
         listeners = open_listeners([config.bind_address])
     except OSError as exc:
         print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     lift_open_files_limit(open_files_needed(config.gateway_max_connections))
+    if os.geteuid() == 0 and not allow_root:
+        try:
+            identity = become_gateway_user(config)
+        except (ConfigError, OSError) as exc:
+            print(f"pistond-gateway: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        logger.info("serving as %s (uid %d, gid %d)", identity.user, identity.uid, identity.gid)
     app = create_app(settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
     trio.run(

@@ -22,7 +22,7 @@ import trio
 from pistond_packages import shipped_recipes
 from pistond_packages.layout import PackageLayout
 
-from pistond.config import load_config
+from pistond.config import DEFAULT_SOCKET, load_config
 from pistond.errors import PistondError
 from pistond.ppman.recipes import find_recipes, source_kind
 
@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m pistond.ppman.matrix", description=__doc__)
     parser.add_argument("packages", nargs="*", help="package or package-version (default: all)")
-    parser.add_argument(
-        "--socket", default=os.environ.get("PISTON_SOCKET", "/run/pistond/pistond.sock")
-    )
+    parser.add_argument("--socket", default=os.environ.get("PISTON_SOCKET", DEFAULT_SOCKET))
     parser.add_argument("--output", type=Path, default=Path("docs/languages.md"))
     parser.add_argument("--recipes", type=Path, default=shipped_recipes() or Path("packages"))
     args = parser.parse_args(argv)
