@@ -264,13 +264,16 @@ def _check_result(name: str, result: JobResult | dict[str, Any], report: Report)
         run = result.get("run") or {}
         status = None if run.get("status") is None else StageStatus(run["status"])
         stdout = run.get("stdout")
+        message = run.get("message")
     else:
         if result.run is None:
             report.failures.append(f"{name}: no run stage: {result}")
             return
-        status, stdout = result.run.status, result.run.stdout
+        status, stdout, message = result.run.status, result.run.stdout, result.run.message
     if status not in kind.statuses:
-        report.failures.append(f"{name}: status {status}, not one of {set(kind.statuses)}")
+        report.failures.append(
+            f"{name}: status {status} ({message}), not one of {set(kind.statuses)}"
+        )
     elif kind.stdout is not None and stdout != kind.stdout:
         report.failures.append(f"{name}: stdout {stdout!r}")
     else:
@@ -427,12 +430,15 @@ def main(argv: list[str] | None = None) -> int:
         gateway_process(daemon, {"PISTON_GATEWAY_MAX_JOBS_PER_CLIENT": "0"}) as (_, url),
     ):
         report = trio.run(run_soak, daemon, url, plan)
+        log = daemon.log_text()
     print(json.dumps(report.summary(), indent=2))
     for failure in report.failures[:20]:
         print("failure:", failure, file=sys.stderr)
     for left in report.leftovers[:20]:
         print("left behind:", left, file=sys.stderr)
     ok = not report.failures and not report.leftovers and report.jobs == plan.total
+    if not ok and log:
+        print("daemon log:", *log.splitlines()[-40:], sep="\n", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -34,7 +34,8 @@ def test_soak_2000_mixed_jobs_through_socket_and_gateway(tmp_path: Path) -> None
         gateway_process(daemon, {"PISTON_GATEWAY_MAX_JOBS_PER_CLIENT": "0"}) as (_, url),
     ):
         report = trio.run(run_soak, daemon, url, plan)
-    assert not report.failures, report.failures[:10]
+        log = daemon.log_text()
+    assert not report.failures, (report.failures[:10], log[-4000:])
     assert report.jobs == plan.total >= JOBS
     assert all(report.counts[kind] for kind in ("websocket-cut", "interactive-cut", "hello-c"))
     assert not report.leftovers, report.leftovers[:10]

@@ -114,6 +114,15 @@ class LauncherSpawner:
             # error (XX, naming the mount), not a failure of the spawner.
             return FailedSandbox(setup_error=f"mounts: {exc}")
         try:
+            return await self._spawn(request, template, stdin=stdin, stdout=stdout, stderr=stderr)
+        finally:
+            os.close(template)
+
+    async def _spawn(
+        self, request: SpawnRequest, template: int, *, stdin: int, stdout: int, stderr: int
+    ) -> SandboxProcessLike:
+        spec = request.spec
+        try:
             netns = -1 if spec.stage.network else await self.network.acquire(request.slot)
         except NetworkUnavailable as exc:
             return FailedSandbox(setup_error=str(exc))

@@ -84,7 +84,8 @@ class Templates:
     """Templates built so far (for tests and statistics)."""
 
     async def get(self, plan: RootPlan) -> int:
-        """A mount namespace for ``plan`` (the descriptor stays owned by the cache: use it now).
+        """A mount namespace for ``plan``: a descriptor of the caller's own, to close when the
+        sandbox has it (a refresh may close the cache's at any checkpoint in between).
 
         Raises:
             RootUnavailable: the root could not be built (the message holds no host paths).
@@ -97,7 +98,7 @@ class Templates:
                 if age > self.max_age * REFRESH_AT and not template.refreshing:
                     template.refreshing = True
                     self.nursery.start_soon(self._refresh, plan)
-                return template.fd
+                return os.dup(template.fd)
             self._drop(plan)
         failed = self._failed.get(plan)
         if failed is not None:
@@ -111,7 +112,7 @@ class Templates:
         await build.done.wait()
         if build.template is None:
             raise RootUnavailable(build.error or "the root could not be built")
-        return build.template.fd
+        return os.dup(build.template.fd)
 
     def forget(self, root_path: str | None = None) -> None:
         """Drop the templates of the runtime root at ``root_path`` (None: all of them)."""

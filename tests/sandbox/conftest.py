@@ -127,6 +127,7 @@ class LauncherHarness:
             )
         finally:
             os.close(box)
+            os.close(template)
         if netns >= 0:
             process.on_closed = lambda clean: self.network.release(slot, netns, clean)
         return process

@@ -29,7 +29,7 @@ from pistond.sandbox.launchspec import FdRole
 from pistond.sandbox.service import open_sandbox
 from pistond.sandbox.spawn import ForkServer
 from pistond.sandbox.spawners import LauncherSpawner, SpawnRequest
-from pistond.sandbox.spec import SpawnSpec
+from pistond.sandbox.spec import RootPlan, SpawnSpec
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -264,6 +264,43 @@ async def test_launcher_templates_serve_many_and_expire(sandbox: Sandbox) -> Non
     templates.forget()
     assert (await _run(sandbox, _spec("/bin/true"))).status is None
     assert templates.builds == 3
+
+
+async def test_launcher_template_given_out_outlives_its_refresh(sandbox: Sandbox) -> None:
+    """A template handed to a spawn stays that mount namespace when the cache drops it (and
+    its number is reused) before the spawn has sent it."""
+    assert isinstance(sandbox.spawner, LauncherSpawner)
+    templates = sandbox.spawner.templates
+    stage = _spec("/bin/true")
+    plan = RootPlan(root=stage.root, network=False, hostname="pistond", box_uids=(), shared=True)
+    given = await templates.get(plan)
+    try:
+        templates.forget()
+        reused = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(4)]
+        try:
+            assert os.readlink(f"/proc/self/fd/{given}").startswith("mnt:")
+        finally:
+            for fd in reused:
+                os.close(fd)
+    finally:
+        os.close(given)
+
+
+async def test_launcher_stages_run_while_templates_refresh(sandbox: Sandbox) -> None:
+    """Concurrent stages on templates that expire all the time: every one runs."""
+    assert isinstance(sandbox.spawner, LauncherSpawner)
+    sandbox.spawner.templates.max_age = 0.02
+    results: list[Any] = []
+
+    async def stages(slot: int) -> None:
+        for _ in range(30):
+            results.append(await _run(sandbox, _spec("/bin/echo", "ok"), slot))
+
+    async with trio.open_nursery() as nursery:
+        for slot in range(2):
+            nursery.start_soon(stages, slot)
+    assert [(r.status, r.message, r.stdout) for r in results] == [(None, None, "ok\n")] * 60
+    assert sandbox.spawner.templates.builds > 1
 
 
 async def test_launcher_root_that_cannot_be_built_is_a_setup_error(
