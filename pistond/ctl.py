@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import trio
-from pistond_packages.layout import PackageLayout
 
 from pistond._version import __version__
 from pistond.client import JobDone, JobExit, JobOutput, JobStage, PistonClient, open_client
@@ -23,6 +22,7 @@ from pistond.config import load_config
 from pistond.convert import converter
 from pistond.errors import ConfigError, PistondError
 from pistond.models import JobResult, StageResult
+from pistond.ppman.layout import PackageLayout
 from pistond.ppman.pack import pack
 from pistond.ppman.spec import SpecError, apply_spec
 

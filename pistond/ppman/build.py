@@ -42,12 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from pistond_packages.layout import (
-    BUILD_DIRECTORY,
-    PackageLayout,
-    format_env,
-    installed_packages,
-)
 
 from pistond.errors import PackageError
 from pistond.ppman import aptsources, fstree
@@ -58,6 +52,12 @@ from pistond.ppman.isolate import (
     IsolationError,
     run_isolated,
     stream_isolated,
+)
+from pistond.ppman.layout import (
+    BUILD_DIRECTORY,
+    PackageLayout,
+    format_env,
+    installed_packages,
 )
 from pistond.ppman.recipes import (
     DebianSource,

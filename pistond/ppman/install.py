@@ -17,13 +17,12 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pistond_packages.layout import BUILD_DIRECTORY, PackageLayout, format_env
-from pistond_packages.metadata import MetadataError, load_metadata
-
 from pistond.errors import PackageError
 from pistond.ppman import archive, fstree
 from pistond.ppman.build import compute_env, prepare_root, publish
 from pistond.ppman.index import download
+from pistond.ppman.layout import BUILD_DIRECTORY, PackageLayout, format_env
+from pistond.ppman.metadata import MetadataError, load_metadata
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
-from pistond_packages.layout import PackageLayout, installed_packages
 
 from pistond.errors import PackageError, PackageNotFound
 from pistond.models import PackageInfo
 from pistond.ppman import install as installing
 from pistond.ppman.build import Builder
 from pistond.ppman.index import IndexCache, IndexEntry
+from pistond.ppman.layout import PackageLayout, installed_packages
 from pistond.ppman.recipes import (
     HostSource,
     Recipe,

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from pistond_packages import shipped_recipes
-from pistond_packages.layout import PackageLayout
 
 from pistond.config import load_config
 from pistond.errors import PistondError
+from pistond.ppman.layout import PackageLayout
+from pistond.ppman.manager import PackageManager
 from pistond.ppman.recipes import find_recipes, source_kind
 
 if TYPE_CHECKING:
@@ -158,14 +158,17 @@ def write_report(output: Path, outcomes: list[TestOutcome]) -> None:
     )
 
 
-async def run_matrix(socket_path: str, selection: list[str], output: Path, recipes: Path) -> bool:
+async def run_matrix(
+    socket_path: str, selection: list[str], output: Path, recipes: Path | None
+) -> bool:
     """Build and test the selected recipes (all when empty); write the table. True if all OK."""
     from pistond.rpc.client import open_rpc_client  # noqa: PLC0415 (only the CLI needs a client)
 
     config = load_config(os.environ)
+    directories = [recipes] if recipes is not None else PackageManager(config).recipe_directories()
     chosen = [
         recipe
-        for recipe in find_recipes([recipes])
+        for recipe in find_recipes(directories)
         if not selection
         or recipe.package in selection
         or f"{recipe.package}-{recipe.directory.name}" in selection
@@ -186,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "--socket", default=os.environ.get("PISTON_SOCKET", "/run/pistond/pistond.sock")
     )
     parser.add_argument("--output", type=Path, default=Path("docs/languages.md"))
-    parser.add_argument("--recipes", type=Path, default=shipped_recipes() or Path("packages"))
+    parser.add_argument(
+        "--recipes", type=Path, default=None, help="recipe tree (default: the daemon's recipes)"
+    )
     args = parser.parse_args(argv)
     ok = trio.run(run_matrix, args.socket, args.packages, args.output, args.recipes)
     return 0 if ok else 1

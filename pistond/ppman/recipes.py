@@ -23,15 +23,15 @@ import tomllib
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from pistond_packages.metadata import NAME_PATTERN, MetadataError, load_metadata
 
+from pistond.ppman.metadata import NAME_PATTERN, MetadataError, load_metadata
 from pistond.semver import parse_version
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from pistond_packages.metadata import PackageMetadata
+    from pistond.ppman.metadata import PackageMetadata
 
 logger = logging.getLogger(__name__)
 

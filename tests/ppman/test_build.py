@@ -10,10 +10,10 @@ import stat
 from typing import TYPE_CHECKING
 
 import pytest
-from pistond_packages.layout import PackageLayout, installed_packages, parse_env
 
 from pistond.errors import PackageError
 from pistond.ppman.build import Builder, compute_env, prepare_root
+from pistond.ppman.layout import PackageLayout, installed_packages, parse_env
 from pistond.ppman.recipes import load_recipe
 
 if TYPE_CHECKING:
