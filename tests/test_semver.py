@@ -135,6 +135,14 @@ def test_semver_max_satisfying_highest_wins() -> None:
     assert max_satisfying(versions, "latest") is None
 
 
+def test_semver_max_satisfying_with_key_keeps_the_first_of_equals() -> None:
+    """Items are ranked by their key's version; of equal versions the first one wins."""
+    items = [("recipe", "1.2.0"), ("index", "1.2.0"), ("index", "1.10.0-rc.1"), ("x", "1.1.9")]
+    assert max_satisfying(items, "1.x", key=lambda item: item[1]) == ("recipe", "1.2.0")
+    assert max_satisfying(items, "<1.2", key=lambda item: item[1]) == ("x", "1.1.9")
+    assert max_satisfying(items, "2", key=lambda item: item[1]) is None
+
+
 @given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 def test_semver_exact_and_caret_contain_version(major: int, minor: int, patch: int) -> None:
     """Every release satisfies itself, its X-ranges, its caret and tilde ranges."""

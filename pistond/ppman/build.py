@@ -21,7 +21,7 @@ Steps, in order (each a method of :class:`Builder`):
    root size, build platform; then the ``.ppman-installed`` marker;
 9. publication by one ``rename``. Any failure removes the build directory: nothing is left.
 
-Builds are synchronous and run as root; callers put them in a worker thread.
+Steps 1 and 8-9 are :func:`pistond.ppman.workspace.open_workspace`. Builds are synchronous and run as root; callers put them in a worker thread.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from pistond.ppman.recipes import (
     Recipe,
     source_to_json,
 )
+from pistond.ppman.workspace import open_workspace
 from pistond.sandbox.spec import Bind
 
 if TYPE_CHECKING:
@@ -153,45 +154,31 @@ class Builder:
         Raises:
             PackageError: ``Already installed``, or a build step failed (its reason).
         """
-        final = PackageLayout.of(self.packages_directory, recipe.package, version)
-        if final.is_installed():
-            raise PackageError("Already installed")
-        self.build_directory.mkdir(parents=True, exist_ok=True, mode=0o755)
-        work = Path(
-            tempfile.mkdtemp(prefix=f"{recipe.package}-{version}-", dir=self.build_directory)
-        )
-        staging = Path(tempfile.mkdtemp(prefix="jail-", dir=self.build_directory))
-        try:
-            os.chmod(work, 0o755)
-            layout = PackageLayout(work, recipe.package, version)
+        with open_workspace(self.packages_directory, recipe.package, version) as workspace:
+            layout = workspace.layout
             started = time.monotonic()
             self.progress(f"building {recipe.package}-{version} from {recipe.directory.name}/")
             self.copy_recipe(recipe, layout, version)
             resolved = self.make_root(recipe, layout)
             if layout.root.is_dir():
                 prepare_root(layout)
-            env = compute_env(layout, staging)
+            env = compute_env(layout, workspace.scratch)
             layout.env_file.write_text(format_env(env), encoding="utf-8")
             for command in recipe.warm:
-                self.warm(layout, staging, command, env)
+                self.warm(layout, workspace.scratch, command, env)
             saved = self.deduplicate(layout)
-            info = {
-                **json.loads(layout.metadata.read_text(encoding="utf-8")),
-                "source": source_to_json(recipe.source),
-                "resolved": resolved,
-                "build_time_ms": round((time.monotonic() - started) * 1000),
-                "root_size": fstree.tree_size(layout.root) if layout.root.is_dir() else 0,
-                "dedup_saved": saved,
-                "build_platform": build_platform(),
-                "built_at": int(time.time()),
-            }
-            layout.pkg_info.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            publish(layout, final)
-        except BaseException:
-            fstree.remove_tree(work)
-            raise
-        finally:
-            fstree.remove_tree(staging)
+            final = workspace.publish(
+                {
+                    **json.loads(layout.metadata.read_text(encoding="utf-8")),
+                    "source": source_to_json(recipe.source),
+                    "resolved": resolved,
+                    "build_time_ms": round((time.monotonic() - started) * 1000),
+                    "root_size": fstree.tree_size(layout.root) if layout.root.is_dir() else 0,
+                    "dedup_saved": saved,
+                    "build_platform": build_platform(),
+                    "built_at": int(time.time()),
+                }
+            )
         self.progress(f"installed {recipe.package}-{version}")
         return final
 
@@ -523,20 +510,3 @@ def compute_env(layout: PackageLayout, staging: Path) -> dict[str, str]:
             raise PackageError(f"environment variable {name} holds a newline")
         env[name] = value
     return env
-
-
-def publish(layout: PackageLayout, final: PackageLayout) -> None:
-    """Write the marker into the finished build and rename it into place (the commit point).
-
-    Leftovers of an earlier failed install at the final path are removed first.
-
-    Raises:
-        PackageError: the package is already installed.
-    """
-    if final.is_installed():
-        raise PackageError("Already installed")
-    layout.marker.write_text(str(int(time.time() * 1000)), encoding="utf-8")
-    if os.path.lexists(final.directory):
-        fstree.remove_tree(final.directory)
-    final.directory.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    os.rename(layout.directory, final.directory)
