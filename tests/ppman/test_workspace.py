@@ -30,10 +30,15 @@ def test_workspace_publish_writes_info_marker_and_renames(tmp_path: Path) -> Non
 
 def test_workspace_failure_removes_the_work_tree(tmp_path: Path) -> None:
     """An exception inside the block removes the work tree and the scratch directory."""
-    with pytest.raises(RuntimeError, match="boom"), open_workspace(tmp_path, "x", "1.0.0") as ws:
-        (ws.layout.directory / "half-done").write_text("")
-        (ws.scratch / "jail-leftover").mkdir()
-        raise RuntimeError("boom")
+
+    def fail_midway() -> None:
+        with open_workspace(tmp_path, "x", "1.0.0") as workspace:
+            (workspace.layout.directory / "half-done").write_text("")
+            (workspace.scratch / "jail-leftover").mkdir()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_midway()
     assert list((tmp_path / BUILD_DIRECTORY).iterdir()) == []
     assert not (tmp_path / "x").exists()
 
@@ -50,8 +55,11 @@ def test_workspace_already_installed_is_refused(tmp_path: Path) -> None:
     with open_workspace(tmp_path, "x", "1.0.0") as workspace:
         workspace.layout.env_file.write_text("")
         workspace.publish({})
-    with pytest.raises(PackageError, match="Already installed"):
-        open_workspace(tmp_path, "x", "1.0.0").__enter__()
+    with (
+        pytest.raises(PackageError, match="Already installed"),
+        open_workspace(tmp_path, "x", "1.0.0"),
+    ):
+        pass
     leftover = tmp_path / "y" / "2.0.0"
     leftover.mkdir(parents=True)
     (leftover / "stale").write_text("")
