@@ -123,9 +123,13 @@ def _parse_prerelease(text: str | None) -> tuple[PreId, ...]:
     return tuple(int(part) if part.isdigit() else part for part in text.split("."))
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_version(text: str) -> Version | None:
-    """The parsed version, or None when ``text`` is not a semantic version."""
+    """The parsed version, or None when ``text`` is not a semantic version (or not a string)."""
+    return _parse_version_cached(text) if isinstance(text, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_version_cached(text: str) -> Version | None:
     try:
         return Version.parse(text)
     except ValueError:
