@@ -17,9 +17,11 @@ configuration, read-only:
 
 Every local file or directory those settings name (a CA bundle, a client certificate, a
 ``file://`` index, a find-links directory, a constraints file) is bound read-only into the jail
-at its own path. The configuration files themselves are written into the build's scratch
-directory, which the jail sees read-only and which is deleted with the build: nothing of it,
-credentials included, is ever copied into a runtime root that jobs see.
+below ``/run/pistond-host`` (paths under ``/usr`` and ``/etc/ssl/certs`` are visible as they
+are), and the settings handed to the jail name it there. The configuration files themselves are
+written into the build's scratch directory, which the jail sees read-only and which is deleted
+with the build: nothing of it, credentials included, is ever copied into a runtime root that
+jobs see.
 """
 
 from __future__ import annotations
@@ -77,10 +79,14 @@ PIP_KEYS: Final = (
 PIP_PATH_KEYS: Final = frozenset({"cert", "client-cert", "constraint"})
 PIP_LOCATION_KEYS: Final = frozenset({"index-url", "extra-index-url", "find-links"})
 NPM_PATH_KEYS: Final = ("cafile", "certfile", "keyfile")
+NPM_JAIL_OWNED: Final = frozenset({"userconfig", "globalconfig", "cache", "prefix"})
+"""npm settings the jail sets itself; the host's ``npm_config_*`` values for them are dropped."""
 VISIBLE_PREFIXES: Final = ("/usr/", "/etc/ssl/certs/")
 """Host paths every host-view jail already shows (read-only)."""
 CONFIG_TARGET: Final = "/run/pistond-registries"
 """Where the generated configuration files appear inside the jail."""
+HOST_TARGET: Final = "/run/pistond-host"
+"""Below which the host files the settings name appear inside the jail (read-only)."""
 _QUERY_TIMEOUT: Final = 30
 
 
@@ -91,7 +97,7 @@ class HostRegistries:
     env: Mapping[str, str]
     """Proxy, CA and ``npm_config_*`` variables of the host, passed on unchanged."""
     paths: tuple[str, ...]
-    """Host files and directories the settings name, bound read-only at their own path."""
+    """Host files and directories the settings name, bound read-only (see :func:`jail_path`)."""
     pip_config: str
     """A ``pip.conf`` holding the host's effective pip settings (allow-listed keys)."""
     npm_user_config: str = ""
@@ -110,17 +116,34 @@ def read_host_registries(environ: Mapping[str, str] | None = None) -> HostRegist
     env = {
         name: value
         for name, value in environ.items()
-        if name in PROXY_VARIABLES or name in CA_VARIABLES or name.lower().startswith("npm_config_")
+        if name in PROXY_VARIABLES
+        or name in CA_VARIABLES
+        or (
+            name.lower().startswith("npm_config_")
+            and name.lower().removeprefix("npm_config_") not in NPM_JAIL_OWNED
+        )
     }
-    paths = [env[name] for name in CA_VARIABLES if name in env]
+    paths: list[str] = []
+    for name in CA_VARIABLES:
+        if name in env:
+            paths.append(env[name])
+            env[name] = jail_path(env[name])
     pip_settings = _pip_settings(environ)
     for key, value in pip_settings.items():
         if key in PIP_PATH_KEYS:
             paths.append(value)
+            pip_settings[key] = jail_path(value)
         elif key in PIP_LOCATION_KEYS:
-            paths += [path for path in map(_local_path, value.split()) if path]
+            locations = value.split()
+            paths += [path for path in map(_local_path, locations) if path]
+            pip_settings[key] = " ".join(_jail_location(location) for location in locations)
     npm = _npm_settings(environ)
-    paths += [str(npm[key]) for key in NPM_PATH_KEYS if isinstance(npm.get(key), str)]
+    for key in NPM_PATH_KEYS:
+        setting = npm.get(key)
+        if isinstance(setting, str) and setting:
+            # The jail reads the file at its jail path: the variable outranks the npmrc files.
+            paths.append(setting)
+            env[f"npm_config_{key}"] = jail_path(setting)
     return HostRegistries(
         env=env,
         paths=tuple(_bindable(paths)),
@@ -128,6 +151,23 @@ def read_host_registries(environ: Mapping[str, str] | None = None) -> HostRegist
         npm_user_config=_read_text(npm.get("userconfig")),
         npm_global_config=_read_text(npm.get("globalconfig")),
     )
+
+
+def jail_path(path: str) -> str:
+    """Where a host path appears in the jail: as it is where every host-view jail shows it,
+    else below :data:`HOST_TARGET` (the jail's own ``/tmp`` would hide ``/tmp/...`` paths)."""
+    normal = os.path.normpath(path)
+    if not normal.startswith("/") or (normal + "/").startswith(VISIBLE_PREFIXES):
+        return path
+    return HOST_TARGET + normal
+
+
+def _jail_location(location: str) -> str:
+    """A pip location (URL or path) rewritten to the jail's view of local paths."""
+    path = _local_path(location)
+    if path is None:
+        return location
+    return Path(jail_path(path)).as_uri() if location.startswith("file:") else jail_path(path)
 
 
 def _local_path(location: str) -> str | None:
@@ -145,7 +185,7 @@ def _bindable(paths: Iterable[str]) -> list[str]:
         if (
             normal.startswith("/")
             and os.path.exists(normal)
-            and not normal.startswith(VISIBLE_PREFIXES)
+            and not (normal + "/").startswith(VISIBLE_PREFIXES)
             and normal not in kept
         ):
             kept.append(normal)
@@ -295,5 +335,5 @@ def config_binds(host: HostRegistries, directory: Path) -> list[Bind]:
     """The configuration directory and every host path the settings name, read-only."""
     return [
         Bind(source=str(directory), target=CONFIG_TARGET),
-        *(Bind(source=path, target=path) for path in host.paths),
+        *(Bind(source=path, target=jail_path(path)) for path in host.paths),
     ]
