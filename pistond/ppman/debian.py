@@ -54,6 +54,8 @@ HOST_APT_SETTINGS: Final = re.compile(
     r"|Check-Valid-Until|Check-Date|Retries|ForceIPv4|ForceIPv6|Max-ValidTime|Min-ValidTime)"
 )
 """apt settings of the host that say how its mirrors are reached and trusted."""
+_VERSION_LINE: Final = re.compile(r" +(?:\*\*\* )?\S+ -?\d+")
+"""A version line of ``apt-cache policy``'s table: ``     5.3-4 500`` or `` *** 5.2.15-2 100``."""
 HOST_SETTINGS_FILE: Final = "00pistond-host-apt"
 LISTS_MAX_AGE: Final = 6 * 3600
 """Seconds the private apt's package lists are reused before ``apt-get update`` runs again."""
@@ -216,8 +218,8 @@ def parse_policy(text: str) -> dict[str, tuple[str, ...]]:
             value = line.split(":", 1)[1].strip()
             if value != "(none)":
                 candidate[current] = value
-        elif re.match(r"^ {5}(\*\*\* )?\S", line) and not line.strip().startswith("Version table"):
-            versions[current].append(line.split()[-2] if "***" in line else line.split()[0])
+        elif _VERSION_LINE.fullmatch(line):
+            versions[current].append(line.split()[-2])
     result: dict[str, tuple[str, ...]] = {}
     for name, found in versions.items():
         first = candidate.get(name)
