@@ -27,6 +27,7 @@ Builds are synchronous and run as root; callers put them in a worker thread.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -239,9 +240,15 @@ class Builder:
         """The shared Debian base root for PyPI and npm sources, built once per package set."""
         key = hashlib.sha256(" ".join(sorted(debian_packages)).encode()).hexdigest()[:12]
         base = self.packages_directory / BASE_DIRECTORY / f"{BASE_SUITE}-{key}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        # Builds of different packages run at once: the first builds the base, the rest wait.
+        with open(base.parent / f"{base.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._base_root_locked(base, debian_packages, scratch)
+
+    def _base_root_locked(self, base: Path, debian_packages: Sequence[str], scratch: Path) -> Path:
         if (base / "root").is_dir() and (base / "resolved.json").is_file():
             return base / "root"
-        (base.parent).mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{base.name}-", dir=base.parent))
         try:
             self.progress(f"building the shared Debian base {base.name}")

@@ -18,6 +18,7 @@ root that jobs see. The installed package versions and the sha256 of their debs 
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shlex
 import shutil
@@ -172,6 +173,20 @@ class PrivateApt:
             PackageError: the mirror does not serve ``suite``, or apt failed.
         """
         base, wanted = aptsources.mirror_lines(suite, self.apt_directory)
+        self._home(suite).mkdir(parents=True, exist_ok=True)
+        # Builds run in threads and daemons may share a data directory: one apt per suite.
+        with open(self._home(suite) / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._suite_locked(suite, base, wanted, packages, progress)
+
+    def _suite_locked(
+        self,
+        suite: str,
+        base: str,
+        wanted: Sequence[str],
+        packages: Sequence[str],
+        progress: Callable[[str], None],
+    ) -> SuiteState:
         config = self._config(suite, wanted)
         lists = self._home(suite) / "lists"
         stamp = self._home(suite) / "updated"
@@ -229,10 +244,13 @@ def parse_policy(text: str) -> dict[str, tuple[str, ...]]:
 
 
 def upstream_version(debian_version: str) -> str:
-    """The upstream part of a Debian version: no epoch, no revision, no ``+dfsg``-style suffix."""
+    """The upstream part of a Debian version: no epoch, no revision, no ``+dfsg``-style suffix
+    (``+reallyX`` means X)."""
     text = debian_version.split(":", 1)[-1]
     if "-" in text:
         text = text.rsplit("-", 1)[0]
+    # "3.1.7+really3.1.2": Debian's way of shipping an older upstream under a higher version.
+    text = text.rsplit("+really", 1)[-1]
     return re.split(r"[+~]", text, maxsplit=1)[0]
 
 

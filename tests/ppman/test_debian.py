@@ -55,6 +55,7 @@ def test_debian_policy_parsed_candidate_first() -> None:
         ("21.0.9+10-1~deb13u1", "21.0.9"),
         ("2.1.0~beta3+dfsg-5.3", "2.1.0"),
         ("7", "7"),
+        ("3.1.7+really3.1.2-0+deb12u1", "3.1.2"),
     ],
 )
 def test_debian_upstream_version(debian: str, upstream: str) -> None:
