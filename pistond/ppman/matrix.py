@@ -47,7 +47,7 @@ STDIN_SUFFIX: Final = ".stdin"
 
 
 @attrs.frozen
-class TestOutcome:
+class Outcome:
     """One test file run through the daemon (or a build that failed)."""
 
     language: str
@@ -76,7 +76,7 @@ class DiskUse:
 class Summary:
     """The run as a whole."""
 
-    outcomes: tuple[TestOutcome, ...]
+    outcomes: tuple[Outcome, ...]
     disk: DiskUse
     seconds: float
     jobs: int
@@ -87,7 +87,7 @@ def recipe_key(recipe: Recipe) -> str:
     return f"{recipe.package}-{recipe.directory.name}"
 
 
-def test_files(recipe: Recipe) -> list[Path]:
+def recipe_tests(recipe: Recipe) -> list[Path]:
     """The recipe's test programs (``test.<ext>``, not their ``.stdin`` inputs)."""
     return sorted(
         path
@@ -165,13 +165,13 @@ async def check_recipe(
     echo: Callable[[str], None],
     *,
     failure: str = "",
-) -> list[TestOutcome]:
+) -> list[Outcome]:
     """Run each test of one (installed) recipe; a build ``failure`` is one failed row."""
     source = source_kind(recipe.source)
     version = recipe.metadata.version
     key = recipe_key(recipe)
     if failure:
-        return [TestOutcome(recipe.package, version, (), source, 0, 0, 0, f"build: {failure}", key)]
+        return [Outcome(recipe.package, version, (), source, 0, 0, 0, f"build: {failure}", key)]
     if recipe.is_host:
         matching = [
             layout
@@ -180,16 +180,16 @@ async def check_recipe(
             and "host" in layout.read_pkg_info().get("source", {})
         ]
         if not matching:
-            return [TestOutcome(recipe.package, version, (), source, 0, 0, 0, "not installed", key)]
+            return [Outcome(recipe.package, version, (), source, 0, 0, 0, "not installed", key)]
         version = matching[-1].version
     info = PackageLayout.of(packages_directory, recipe.package, version).read_pkg_info()
     runtimes = [r for r in await client.call("runtimes", {}) if r["version"] == version]
     outcomes = []
-    for test in test_files(recipe):
+    for test in recipe_tests(recipe):
         runtime = _test_language(runtimes, recipe.package, test.suffix.lstrip("."))
         if runtime is None:
             outcomes.append(
-                TestOutcome(
+                Outcome(
                     recipe.package, version, (), source, 0, 0, 0, f"no runtime for {test.name}", key
                 )
             )
@@ -197,7 +197,7 @@ async def check_recipe(
         latency, result = await run_test(client, runtime["language"], version, test)
         echo(f"{runtime['language']}-{version} {test.name}: {result} ({latency} ms)")
         outcomes.append(
-            TestOutcome(
+            Outcome(
                 runtime["language"],
                 version,
                 tuple(runtime["aliases"]),
@@ -287,14 +287,14 @@ def _version_key(version: str) -> tuple[int, ...]:
     )
 
 
-def read_previous(output: Path) -> tuple[list[TestOutcome], str]:
+def read_previous(output: Path) -> tuple[list[Outcome], str]:
     """The JSON rows of an earlier run and the notes part of its Markdown (both may be empty)."""
-    rows: list[TestOutcome] = []
+    rows: list[Outcome] = []
     json_path = output.with_suffix(".json")
     if json_path.is_file():
         data = json.loads(json_path.read_text(encoding="utf-8"))
         for item in data.get("outcomes", data) if isinstance(data, dict) else data:
-            rows.append(TestOutcome(**{**item, "aliases": tuple(item["aliases"])}))
+            rows.append(Outcome(**{**item, "aliases": tuple(item["aliases"])}))
     notes = ""
     if output.is_file():
         text = output.read_text(encoding="utf-8")
@@ -363,7 +363,7 @@ async def run_matrix(
         async with trio.open_nursery() as nursery:
             for recipe in chosen:
                 nursery.start_soon(build, recipe)
-        outcomes: list[TestOutcome] = []
+        outcomes: list[Outcome] = []
         for recipe in chosen:
             outcomes += await check_recipe(
                 client,
