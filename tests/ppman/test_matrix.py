@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from pistond.errors import PackageError
 from pistond.ppman.matrix import (
     DiskUse,
-    Summary,
     Outcome,
+    Summary,
     check_recipe,
     install_recipe,
     read_previous,
-    render,
     recipe_tests,
+    render,
     write_report,
 )
 from pistond.ppman.recipes import load_recipe
