@@ -346,6 +346,7 @@ class Builder:
         )
         data = json.loads((box / "report.json").read_text(encoding="utf-8"))
         check_pure_sdists(opt, source.sdists, data)
+        check_python_abi(opt, layout.root)
         return [
             {
                 "name": item.get("metadata", {}).get("name"),
@@ -412,6 +413,27 @@ class Builder:
         if saved:
             self.progress(f"deduplicated {saved // 1024} KiB against installed packages")
         return saved
+
+
+def check_python_abi(opt: Path, root: Path) -> None:
+    """Compiled modules pip installed must suit the root's own Python, if it has one.
+
+    pip runs under the daemon's interpreter and picks wheels for its Python version; a root
+    whose ``python3`` is another version could not load their extension modules.
+
+    Raises:
+        PackageError: extension modules for another Python version than the root's.
+    """
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    root_python = root / "usr" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not (root / "usr" / "bin" / "python3").exists() or root_python.exists():
+        return
+    if any(tag in path.name for path in opt.rglob("*.so")):
+        raise PackageError(
+            f"pip installed extension modules for Python {sys.version_info.major}."
+            f"{sys.version_info.minor}, which the root's python3 is not; build on a host whose "
+            "pistond runs under the same Python version as the recipe's Debian base"
+        )
 
 
 def check_pure_sdists(opt: Path, sdists: Sequence[str], report: Mapping[str, Any]) -> None:

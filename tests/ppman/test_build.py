@@ -180,3 +180,39 @@ def test_build_small_debian_root(tmp_path: Path, recipe: Callable[..., Path]) ->
         from pistond.ppman.fstree import remove_tree  # noqa: PLC0415
 
         remove_tree(packages)
+
+
+def test_build_sdists_must_be_pure_python(tmp_path: Path) -> None:
+    """A distribution a recipe lets pip build from source must have built a pure wheel."""
+    from pistond.ppman.build import check_pure_sdists  # noqa: PLC0415
+
+    (tmp_path / "docopt-0.6.2.dist-info").mkdir()
+    (tmp_path / "docopt-0.6.2.dist-info" / "WHEEL").write_text("Root-Is-Purelib: true\n")
+    report = {"install": [{"metadata": {"name": "docopt"}}]}
+    check_pure_sdists(tmp_path, ["docopt"], report)
+    (tmp_path / "fastthing-1.0.dist-info").mkdir()
+    (tmp_path / "fastthing-1.0.dist-info" / "WHEEL").write_text("Root-Is-Purelib: false\n")
+    with pytest.raises(PackageError, match="fastthing is not pure Python"):
+        check_pure_sdists(tmp_path, ["docopt", "FastThing"], report)
+
+
+def test_build_extension_modules_must_suit_the_root_python(tmp_path: Path) -> None:
+    """Extension modules for the daemon's Python are refused in a root with another python3."""
+    import sys  # noqa: PLC0415
+
+    from pistond.ppman.build import check_python_abi  # noqa: PLC0415
+
+    opt, root = tmp_path / "opt", tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    opt.mkdir()
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    (opt / f"fast.{tag}-x86_64-linux-gnu.so").write_text("")
+    check_python_abi(opt, root)  # no python3 in the root: nothing to break
+    (root / "usr" / "bin" / "python3").write_text("")
+    (root / "usr" / "bin" / "python3.2").write_text("")
+    with pytest.raises(PackageError, match="extension modules for Python"):
+        check_python_abi(opt, root)
+    (root / "usr" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}").write_text(
+        ""
+    )
+    check_python_abi(opt, root)
