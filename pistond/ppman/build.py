@@ -446,7 +446,8 @@ def check_pure_sdists(opt: Path, sdists: Sequence[str], report: Mapping[str, Any
     if not wanted:
         return
     for wheel in opt.glob("*.dist-info/WHEEL"):
-        name = re.sub(r"[-_.]+", "-", wheel.parent.name.rsplit("-", 1)[0]).lower()
+        distribution = wheel.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0]
+        name = re.sub(r"[-_.]+", "-", distribution).lower()
         if name in wanted and "Root-Is-Purelib: true" not in wheel.read_text(encoding="utf-8"):
             raise PackageError(f"source distribution {name} is not pure Python; not allowed")
     built = {
