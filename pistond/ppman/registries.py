@@ -135,7 +135,12 @@ def read_host_registries(environ: Mapping[str, str] | None = None) -> HostRegist
             pip_settings[key] = jail_path(value)
         elif key in PIP_LOCATION_KEYS:
             locations = value.split()
-            paths += [path for path in map(_local_path, locations) if path]
+            local = [path for path in map(_local_path, locations) if path]
+            # A file:// index's pages may link to files beside it (../files/...): its parent
+            # directory is bound. find-links directories hold the files themselves.
+            paths += [
+                os.path.dirname(path.rstrip("/")) if key != "find-links" else path for path in local
+            ]
             pip_settings[key] = " ".join(_jail_location(location) for location in locations)
     npm = _npm_settings(environ)
     for key in NPM_PATH_KEYS:

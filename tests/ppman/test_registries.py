@@ -82,23 +82,23 @@ def test_registries_host_environment_carried_and_nothing_else(tmp_path: Path) ->
 
 def test_registries_pip_local_locations_are_bound(tmp_path: Path) -> None:
     """file:// indexes, find-links directories, cert and constraint files are bound read-only."""
-    (tmp_path / "simple").mkdir()
+    (tmp_path / "index" / "simple").mkdir(parents=True)
     (tmp_path / "wheels").mkdir()
     (tmp_path / "constraints.txt").write_text("")
     environ = {
         "PATH": "/usr/bin:/bin",
-        "PIP_EXTRA_INDEX_URL": (tmp_path / "simple").as_uri(),
+        "PIP_EXTRA_INDEX_URL": (tmp_path / "index" / "simple").as_uri(),
         "PIP_FIND_LINKS": str(tmp_path / "wheels"),
         "PIP_CONSTRAINT": str(tmp_path / "constraints.txt"),
         "PIP_TARGET": "/somewhere/else",
     }
     host = registries.read_host_registries(environ)
-    for name in ("simple", "wheels", "constraints.txt"):
+    for name in ("index", "wheels", "constraints.txt"):  # an index with the files beside it
         assert str(tmp_path / name) in host.paths
     assert "target" not in host.pip_config
     jail = registries.HOST_TARGET + str(tmp_path)
     assert f"find-links = {jail}/wheels" in host.pip_config.splitlines()
-    assert f"extra-index-url = file://{jail}/simple" in host.pip_config.splitlines()
+    assert f"extra-index-url = file://{jail}/index/simple" in host.pip_config.splitlines()
     assert f"constraint = {jail}/constraints.txt" in host.pip_config.splitlines()
     binds = registries.config_binds(host, tmp_path / "etc")
     assert binds[0].target == registries.CONFIG_TARGET
