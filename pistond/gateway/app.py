@@ -1,5 +1,8 @@
 """The gateway's ASGI app: ``/``, ``/api/v2/runtimes``, ``/api/v2/execute``, ``/api/v2/packages``.
 
+``/`` answers Piston's JSON banner unless the client prefers HTML, which gets the playground page
+(``pistond.gateway.playground``, also at ``/playground``); ``/status`` is the daemon's status.
+
 Every answer is JSON, errors included (``{"message": ...}``, never a stack trace). Routes answer
 with and without a trailing slash (D15). Bodies are parsed as JSON whatever their Content-Type;
 415 is only for a body that is not JSON (D14). The app runs on trio (hypercorn's trio worker).
@@ -32,12 +35,14 @@ from pistond.gateway.errors import (
 )
 from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
+from pistond.gateway.playground.page import Playground
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from starlette.requests import Request
+    from starlette.routing import BaseRoute
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +196,10 @@ class Gateway:
         raw = await self.call(request, method, params, package=package)
         return JSONResponse(v2.package_result(raw))
 
+    async def status(self, request: Request) -> Response:
+        """``GET /status``: the daemon's ``status`` (jobs, sandbox features, limits), read-only."""
+        return JSONResponse(await self.call(request, "status", {}))
+
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
         return JSONResponse(openapi_document())
@@ -239,13 +248,16 @@ def _both(path: str) -> list[str]:
 
 
 def create_app(
-    settings: GatewaySettings, metrics: GatewayMetrics | None = None
+    settings: GatewaySettings,
+    metrics: GatewayMetrics | None = None,
+    playground: Playground | None = None,
 ) -> MetricsMiddleware:
     """Build the gateway's ASGI app.
 
     Args:
         settings: the daemon socket, body limit and WebSocket init timeout.
         metrics: collectors to record into; a fresh registry by default.
+        playground: the playground's files; the installed ones by default.
 
     Returns:
         The ASGI application (Starlette behind the metrics middleware).
@@ -253,10 +265,14 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     gateway = Gateway(settings, Daemon(settings.socket), metrics)
     connect = ConnectHandler(gateway.daemon, metrics, init_timeout=settings.init_timeout)
-    routes: list[Route | WebSocketRoute] = [
-        Route("/", _handled(gateway.version), methods=["GET"]),
+    playground = playground or Playground()
+    routes: list[BaseRoute] = [
+        Route("/", _handled(playground.negotiate(gateway.version)), methods=["GET"]),
         Route("/metrics", _handled(gateway.prometheus), methods=["GET"]),
+        *playground.routes(),
     ]
+    for path in _both("/status"):
+        routes.append(Route(path, _handled(gateway.status), methods=["GET"]))
     for path in _both("/api/v2/runtimes"):
         routes.append(Route(path, _handled(gateway.runtimes), methods=["GET"]))
     for path in _both("/api/v2/execute"):

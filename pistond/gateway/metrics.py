@@ -20,6 +20,8 @@ ROUTES: Final = frozenset(
         "/api/v2/connect",
         "/api/v2/openapi.json",
         "/metrics",
+        "/status",
+        "/playground",
     }
 )
 """Route labels; every other path is counted as ``other`` to bound the label set."""

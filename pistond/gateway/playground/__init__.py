@@ -1,0 +1,1 @@
+"""The playground web page of ``pistond-gateway``: page, assets, examples, negotiation."""
