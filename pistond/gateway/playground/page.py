@@ -9,18 +9,19 @@ scripts, styles and connections from this origin only, no inline script or style
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from pistond_packages import shipped_recipes
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pistond.gateway.playground.examples import Example, load_examples
 from pistond.gateway.playground.negotiation import prefers_html
+from pistond.plugins import BUILTIN_PLUGINS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -86,6 +87,16 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+def shipped_recipes() -> Path | None:
+    """The recipes shipped with pistond, as the built-in packages plugin finds them.
+
+    The plugin is looked up by name, as the plugin manager loads it: the core never imports it.
+    """
+    plugin = importlib.import_module(BUILTIN_PLUGINS["packages"])
+    found: Path | None = plugin.shipped_recipes()
+    return found
 
 
 @attrs.define(eq=False)
