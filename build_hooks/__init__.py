@@ -1,1 +1,2 @@
-"""Steps that run while pistond is built (from setup.py); not part of the installed package."""
+"""Steps that run while pistond is built (from setup.py, see command.py); not part of the
+installed package."""

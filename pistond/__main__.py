@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from pistond.cli import main
+from pistond.cli.pistond import main
 
 sys.exit(main())

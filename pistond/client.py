@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 import attrs
 import trio
 
+from pistond.config import DEFAULT_SOCKET
 from pistond.convert import structure_or_raise
 from pistond.errors import JobNotFound
 from pistond.models import (
@@ -80,7 +81,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_SOCKET: Final = "/run/pistond/pistond.sock"
 KILL_TIMEOUT: Final = 5.0
 """Seconds leaving a job's block may spend killing a job that is still running."""
 

@@ -23,6 +23,10 @@ from cattrs.errors import ClassValidationError
 from pistond.errors import ConfigError
 
 ENV_PREFIX: Final = "PISTON_"
+DEFAULT_SOCKET: Final = "/run/pistond/pistond.sock"
+"""The daemon's RPC socket unless ``PISTON_SOCKET`` says otherwise (the one place it is set)."""
+DEFAULT_GATEWAY_USER: Final = "pistond-gateway"
+"""The system user ``systemd/sysusers.d/pistond.conf`` creates for the gateway."""
 DEFAULT_REPO_URL: Final = ""
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "NONE")
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
@@ -70,6 +74,12 @@ def _absolute(_instance: object, attribute: attrs.Attribute[Path], value: Path) 
 def _repo_url(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value and urllib.parse.urlsplit(value).scheme not in ("file", "http", "https"):
         raise _invalid(attribute, f"must be a file://, http:// or https:// URL, got {value!r}")
+
+
+def _user_spec(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    user, sep, group = value.partition(":")
+    if not user or (sep and not group) or ":" in group:
+        raise _invalid(attribute, f"must be user or user:group, got {value!r}")
 
 
 def _default_bind_address() -> str:
@@ -138,7 +148,7 @@ class DaemonConfig:
     limits: Limits = attrs.field(factory=Limits)
     limit_overrides: Mapping[str, Mapping[str, int]] = attrs.field(factory=dict)
     """Per runtime language, limits that replace the global ones."""
-    socket: Path = attrs.field(default=Path("/run/pistond/pistond.sock"), validator=_absolute)
+    socket: Path = attrs.field(default=Path(DEFAULT_SOCKET), validator=_absolute)
     """RPC socket path (ignored under systemd socket activation)."""
     socket_group: str = ""
     """Group that owns the socket; empty: ``pistond`` if it exists."""
@@ -167,7 +177,9 @@ class DaemonConfig:
     max_body_size: int = attrs.field(default=1024 * 1024, validator=_positive)
     """Largest HTTP request body the gateway accepts, in bytes (more: 413)."""
     gateway_allow_root: bool = False
-    """Let ``pistond-gateway`` run as root (it refuses by default)."""
+    """Let ``pistond-gateway`` run as root (started by root, it drops to gateway_user)."""
+    gateway_user: str = attrs.field(default=DEFAULT_GATEWAY_USER, validator=_user_spec)
+    """``user`` or ``user:group`` the gateway drops to when started as root."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
 
@@ -188,6 +200,30 @@ class DaemonConfig:
 def variable_name(field: str) -> str:
     """The environment variable of a configuration field."""
     return ENV_PREFIX + field.upper()
+
+
+def as_variables(config: DaemonConfig) -> dict[str, str]:
+    """Every setting of ``config`` as the ``PISTON_*`` variable and text that would set it.
+
+    ``load_config(as_variables(config))`` gives ``config`` back; the lines suit an
+    ``EnvironmentFile=``.
+    """
+    values: dict[str, object] = {
+        name: getattr(config, name) for name in sorted(_CONFIG_FIELDS)
+    } | attrs.asdict(config.limits)
+    return {variable_name(name): _as_text(value) for name, value in values.items()}
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, default=dict)
+    return str(value)
 
 
 def _parse_int(value: object, _type: type) -> int:

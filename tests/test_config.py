@@ -11,6 +11,8 @@ import pytest
 from pistond.config import (
     DaemonConfig,
     Limits,
+    as_variables,
+    known_variables,
     load_config,
     resolve_admin_group,
     unknown_variables,
@@ -223,3 +225,23 @@ def test_config_gateway_settings() -> None:
     assert (config.max_body_size, config.gateway_allow_root) == (2048, True)
     with pytest.raises(ConfigError, match="PISTON_MAX_BODY_SIZE: must be a positive integer"):
         load_config({"PISTON_MAX_BODY_SIZE": "0"})
+
+
+def test_config_as_variables_round_trip() -> None:
+    """as_variables writes every setting as the PISTON_* text that loads the same config."""
+    config = load_config(
+        {
+            "PISTON_RUN_TIMEOUT": "1500",
+            "PISTON_DISABLE_NETWORKING": "no",
+            "PISTON_DISABLED_PLUGINS": "a, b",
+            "PISTON_LIMIT_OVERRIDES": '{"python": {"run_timeout": 500}}',
+            "PISTON_RECIPES_DIRECTORY": "/srv/recipes",
+            "PISTON_GATEWAY_USER": "www-data:pistond",
+        }
+    )
+    variables = as_variables(config)
+    assert set(variables) == known_variables() - {"PISTON_CONFIG"}
+    assert variables["PISTON_DISABLE_NETWORKING"] == "false"
+    assert variables["PISTON_DISABLED_PLUGINS"] == "a,b"
+    assert load_config(variables) == config
+    assert load_config(as_variables(DaemonConfig())) == DaemonConfig()

@@ -56,7 +56,7 @@ def test_daemon_runs_host_runtimes(daemon: DaemonProcess, tmp_path: Path) -> Non
         [
             sys.executable,
             "-m",
-            "pistond.ctl",
+            "pistond.cli.piston",
             "--socket",
             str(daemon.socket),
             "run",

@@ -24,7 +24,7 @@ def test_ppman_pack_index_install_and_uninstall(tmp_path: Path) -> None:
         builder.piston("ppman", "install", "lua")
         version = builder.piston_json("runtimes")[0]["version"]
         packed = subprocess.run(
-            [sys.executable, "-m", "pistond.ctl", "ppman", "pack", "lua", version,
+            [sys.executable, "-m", "pistond.cli.piston", "ppman", "pack", "lua", version,
              "-o", str(tmp_path / "repo")],
             env=builder.environ, capture_output=True, text=True, check=True, timeout=120,
         )  # fmt: skip
@@ -69,7 +69,7 @@ def test_ppman_index_with_wrong_sha256_is_refused(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "pistond.ctl",
+                "pistond.cli.piston",
                 "--socket",
                 str(daemon.socket),
                 "ppman",

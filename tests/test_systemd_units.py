@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pistond.config import DaemonConfig
+from pistond.config import DEFAULT_GATEWAY_USER, DaemonConfig
 
 UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNIT_NAMES = ("pistond.socket", "pistond.service", "pistond.slice", "pistond-gateway.service")
@@ -223,24 +223,25 @@ def test_units_slice_is_the_services(units: dict[str, Unit]) -> None:
 
 
 def test_units_gateway_unprivileged(units: dict[str, Unit]) -> None:
-    """The gateway runs as a dynamic user in group pistond with no capabilities at all."""
+    """The gateway runs as its system user in group pistond with no capabilities at all."""
     gateway = units["pistond-gateway.service"]
     service = gateway["Service"]
     assert single(gateway, "Service", "ExecStart") == "/usr/local/bin/pistond-gateway"
-    assert single(gateway, "Service", "DynamicUser") == "yes"
+    assert single(gateway, "Service", "User") == DEFAULT_GATEWAY_USER
+    assert "DynamicUser" not in service
     assert single(gateway, "Service", "SupplementaryGroups") == "pistond"
     assert service["CapabilityBoundingSet"] == [""]
     assert service["AmbientCapabilities"] == [""]
     assert single(gateway, "Service", "NoNewPrivileges") == "yes"
     assert single(gateway, "Service", "ProtectSystem") == "strict"
-    assert "User" not in service
     assert "PISTON_BIND_ADDRESS=0.0.0.0:2000" in service["Environment"]
     assert "pistond.socket" in words(gateway, "Unit", "Wants")
     assert "pistond.socket" in words(gateway, "Unit", "After")
 
 
-def test_units_sysusers_creates_group(tmp_path: Path) -> None:
-    """systemd-sysusers, applied to an empty root, creates the pistond group from our file."""
+def test_units_sysusers_creates_group_and_gateway_user(tmp_path: Path) -> None:
+    """systemd-sysusers, applied to an empty root, creates the pistond group and the gateway's
+    system user (no login shell) as a member of it."""
     sysusers = shutil.which("systemd-sysusers")
     if sysusers is None:
         pytest.skip("systemd-sysusers is not installed")
@@ -253,5 +254,22 @@ def test_units_sysusers_creates_group(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    groups = [line.split(":") for line in (tmp_path / "etc" / "group").read_text().splitlines()]
-    assert [group[0] for group in groups] == ["pistond"]
+    groups = {
+        fields[0]: fields
+        for fields in (
+            line.split(":") for line in (tmp_path / "etc" / "group").read_text().splitlines()
+        )
+    }
+    assert set(groups) == {"pistond", DEFAULT_GATEWAY_USER}
+    assert groups["pistond"][3].split(",") == [DEFAULT_GATEWAY_USER]
+    users = {
+        fields[0]: fields
+        for fields in (
+            line.split(":") for line in (tmp_path / "etc" / "passwd").read_text().splitlines()
+        )
+    }
+    assert set(users) == {DEFAULT_GATEWAY_USER}
+    user = users[DEFAULT_GATEWAY_USER]
+    assert int(user[2]) < 1000  # a system user
+    assert user[3] == groups[DEFAULT_GATEWAY_USER][2]
+    assert user[6] == "/usr/sbin/nologin"

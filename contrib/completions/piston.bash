@@ -13,9 +13,11 @@ _piston() {
                     --run-cpu-time --compile-cpu-time --run-memory-limit
                     --compile-memory-limit --output-max-size" -- "$cur"))
             elif [[ $cword -eq 2 ]]; then
+                # A language, or the file itself (its extension then names the language).
                 local languages
                 languages=$(piston runtimes 2>/dev/null | sed -E 's/-[0-9].*//' | sort -u)
-                COMPREPLY=($(compgen -W "$languages" -- "$cur"))
+                _filedir
+                COMPREPLY+=($(compgen -W "$languages" -- "$cur"))
             else
                 _filedir
             fi

@@ -1,8 +1,10 @@
 """``pistond-gateway``: the Piston v2 API on ``PISTON_BIND_ADDRESS``, calling ``PISTON_SOCKET``.
 
-The gateway is unprivileged: it refuses to run as root unless given ``--allow-root`` or
+The gateway is unprivileged: started as root, it drops to ``PISTON_GATEWAY_USER`` before
+serving (:mod:`pistond.gateway.privileges`), unless given ``--allow-root`` or
 ``PISTON_GATEWAY_ALLOW_ROOT=true``. Its own settings, beside the daemon's configuration:
-``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB) and ``PISTON_GATEWAY_ALLOW_ROOT``.
+``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_USER`` and
+``PISTON_GATEWAY_ALLOW_ROOT``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from hypercorn.trio import serve
 from pistond.config import load_config
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
+from pistond.gateway.privileges import become_gateway_user
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -55,7 +58,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--allow-root",
         action="store_true",
-        help="run even as root (PISTON_GATEWAY_ALLOW_ROOT=true); not recommended",
+        help=(
+            "keep running as root instead of dropping to PISTON_GATEWAY_USER "
+            "(PISTON_GATEWAY_ALLOW_ROOT=true); not recommended"
+        ),
     )
     return parser.parse_args(argv)
 
@@ -84,12 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if os.geteuid() == 0 and not allow_root:
-        print(
-            "pistond-gateway: refusing to run as root; run it as an unprivileged user "
-            "in the pistond group (or pass --allow-root)",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
+        try:
+            identity = become_gateway_user(config)
+        except (ConfigError, OSError) as exc:
+            print(f"pistond-gateway: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        logger.info("serving as %s (uid %d, gid %d)", identity.user, identity.uid, identity.gid)
     app = create_app(settings)
     hypercorn = hypercorn_config(config.bind_address, settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)

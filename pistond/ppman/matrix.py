@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 
-from pistond.config import load_config
+from pistond.config import DEFAULT_SOCKET, load_config
 from pistond.errors import PistondError
 from pistond.ppman import fstree
 from pistond.ppman.coverage import PISTON_LANGUAGES, UNAVAILABLE
@@ -386,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m pistond.ppman.matrix", description=__doc__)
     parser.add_argument("packages", nargs="*", help="package or package-version (default: all)")
-    parser.add_argument(
-        "--socket", default=os.environ.get("PISTON_SOCKET", "/run/pistond/pistond.sock")
-    )
+    parser.add_argument("--socket", default=os.environ.get("PISTON_SOCKET", DEFAULT_SOCKET))
     parser.add_argument("--output", type=Path, default=Path("docs/languages.md"))
     parser.add_argument(
         "--recipes", type=Path, default=None, help="recipe tree (default: the daemon's recipes)"

@@ -129,7 +129,7 @@ class DaemonProcess:
     def piston(self, *args: str, stdin: bytes = b"", check: bool = True) -> str:
         """Run the ``piston`` CLI against this daemon; its stdout."""
         result = subprocess.run(
-            [sys.executable, "-m", "pistond.ctl", "--socket", str(self.socket), *args],
+            [sys.executable, "-m", "pistond.cli.piston", "--socket", str(self.socket), *args],
             input=stdin,
             capture_output=True,
             timeout=600,

@@ -8,16 +8,17 @@ whose metadata is broken is logged and skipped, never fatal.
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pistond.hookspecs import hookimpl
 from pistond.ppman.layout import installed_packages
 from pistond.ppman.metadata import MetadataError, load_metadata
+from pistond.resources import RECIPES, shipped
 from pistond_packages.runtime import package_runtimes
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pistond.config import DaemonConfig
     from pistond.runtimes import Runtime
 
@@ -25,14 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def shipped_recipes() -> Path | None:
-    """The ``packages/`` recipes shipped with pistond (source tree or data files), if any."""
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "packages",
-        Path(sys.prefix) / "share" / "pistond" / "packages",
-    ):
-        if candidate.is_dir():
-            return candidate
-    return None
+    """The ``packages/`` recipes shipped with pistond (see :mod:`pistond.resources`), if any."""
+    recipes = shipped(RECIPES)
+    return recipes if recipes is not None and recipes.is_dir() else None
 
 
 @hookimpl

@@ -1,4 +1,7 @@
-"""pistond.gateway.__main__: refuses root, reads its settings, stops on bad values."""
+"""pistond.gateway.__main__: reads its settings, stops on bad values, serves until SIGTERM.
+
+Dropping root is in test_privileges.py.
+"""
 
 from __future__ import annotations
 
@@ -17,33 +20,13 @@ from pistond.gateway.__main__ import hypercorn_config, main
 from pistond.gateway.app import GatewaySettings
 
 
-def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PISTON_")}
-    environ.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "pistond.gateway", *args],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="the root refusal can only be seen as root")
-def test_main_refuses_to_run_as_root() -> None:
-    """As root, without --allow-root, the gateway exits at once with one clear line."""
-    completed = _run()
-    assert completed.returncode == 2
-    assert "refusing to run as root" in completed.stderr
-
-
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("PISTON_MAX_BODY_SIZE", "big"),
         ("PISTON_GATEWAY_ALLOW_ROOT", "maybe"),
         ("PISTON_BIND_ADDRESS", "nowhere"),
+        ("PISTON_GATEWAY_USER", "a:b:c"),
     ],
 )
 def test_main_bad_setting_stops_with_its_name(

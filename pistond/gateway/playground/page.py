@@ -9,7 +9,6 @@ scripts, styles and connections from this origin only, no inline script or style
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -21,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from pistond.gateway.playground.examples import Example, load_examples
 from pistond.gateway.playground.negotiation import prefers_html
-from pistond.plugins import BUILTIN_PLUGINS
+from pistond.resources import RECIPES, shipped
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -90,13 +89,9 @@ class _SecurityHeaders:
 
 
 def shipped_recipes() -> Path | None:
-    """The recipes shipped with pistond, as the built-in packages plugin finds them.
-
-    The plugin is looked up by name, as the plugin manager loads it: the core never imports it.
-    """
-    plugin = importlib.import_module(BUILTIN_PLUGINS["packages"])
-    found: Path | None = plugin.shipped_recipes()
-    return found
+    """The recipes shipped with pistond (see :mod:`pistond.resources`), if any."""
+    recipes = shipped(RECIPES)
+    return recipes if recipes is not None and recipes.is_dir() else None
 
 
 @attrs.define(eq=False)

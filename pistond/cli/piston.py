@@ -1,35 +1,40 @@
 """``piston``: the command-line client of pistond, with Piston's CLI names.
 
-Human output by default, ``--json`` for machines. ``piston run`` exits with the program's exit
-code (128 + the signal number when it was killed by a signal).
+Human output by default, ``--json`` for machines. ``piston run [LANGUAGE] FILE [ARGS...]`` exits
+with the program's exit code (128 + the signal number when it was killed by a signal); without
+a language it infers one from the file's extension (:mod:`pistond.cli.languages`). Errors name
+what was typed (:mod:`pistond.cli.explain`); package operations show their progress
+(:mod:`pistond.cli.progress`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import base64
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+import attrs
 import trio
 
 from pistond._version import __version__
+from pistond.cli import explain, ppman
+from pistond.cli.errors import CliError, find_error
+from pistond.cli.languages import USAGE, RunTarget, infer_language, split_run_words
+from pistond.cli.output import emit_json
 from pistond.client import JobDone, JobExit, JobOutput, JobStage, PistonClient, open_client
-from pistond.config import load_config
+from pistond.config import DEFAULT_SOCKET
 from pistond.convert import converter
-from pistond.errors import ConfigError, PistondError
+from pistond.errors import InvalidParams, PistondError, RuntimeUnknown
 from pistond.models import JobResult, StageResult
-from pistond.ppman.layout import PackageLayout
-from pistond.ppman.pack import pack
-from pistond.ppman.spec import SpecError, apply_spec
+from pistond.semver import max_satisfying
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-DEFAULT_SOCKET: Final = "/run/pistond/pistond.sock"
 EXIT_ERROR: Final = 1
 FORWARDED_SIGNALS: Final = (
     signal.SIGINT,
@@ -59,10 +64,6 @@ LIMIT_FLAGS: Final = (
 )
 
 
-class CliError(Exception):
-    """Raised by subcommands for a user-facing error; printed as one line."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``piston`` argument parser."""
     # --json is accepted before or after the subcommand; the subcommands' copy must not
@@ -86,10 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", parents=[common], help="daemon health, jobs and limits")
     commands.add_parser("runtimes", parents=[common], help="list installed runtimes")
 
-    run = commands.add_parser("run", aliases=["execute"], parents=[common], help="run a program")
-    run.add_argument("language", help="language name or alias")
-    run.add_argument("file", type=Path, help="the program's main file")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program")
+    run = commands.add_parser(
+        "run",
+        aliases=["execute"],
+        parents=[common],
+        help="run a program",
+        usage=f"{USAGE.replace('piston run', 'piston run [options]')}",
+        description=(
+            "Run FILE as LANGUAGE (a language name or alias). Without LANGUAGE, the language "
+            "is the installed runtime whose name or alias is FILE's extension (hello.py: "
+            "python); the choice is printed on stderr. Options go before LANGUAGE; "
+            "everything after FILE is passed to the program."
+        ),
+    )
+    run.add_argument(
+        "words",
+        nargs=argparse.REMAINDER,
+        metavar="[LANGUAGE] FILE [ARGS...]",
+        help="language (optional), the program's main file, and its arguments",
+    )
     run.add_argument(
         "-l",
         "--language-version",
@@ -167,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command in ("ppman", "pkg") and args.action == "pack":
-            return _pack(args)
+            return ppman.pack_command(args)
         try:
             return trio.run(_dispatch, args)
         except BaseExceptionGroup as group:
@@ -218,26 +234,13 @@ async def _dispatch(args: argparse.Namespace) -> int:
         if command == "runtimes":
             return _print_runtimes(await client.runtimes(), args.json)
         if command in ("run", "execute"):
-            if args.interactive:
-                return await _run_interactive(client, args)
-            return await _run(client, args)
-        return await _ppman(client, args)
-
-
-def _emit_json(value: Any) -> None:
-    json.dump(converter.unstructure(value), sys.stdout, indent=2, default=_json_bytes)
-    sys.stdout.write("\n")
-
-
-def _json_bytes(value: object) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+            return await _run_command(client, args)
+        return await ppman.ppman_command(client, args)
 
 
 def _print_ping(result: Any, as_json: bool) -> int:
     if as_json:
-        _emit_json(result)
+        emit_json(result)
     else:
         print(f"pistond {result.version} (protocol {result.protocol})")
     return 0
@@ -245,7 +248,7 @@ def _print_ping(result: Any, as_json: bool) -> int:
 
 def _print_status(result: Any, as_json: bool) -> int:
     if as_json:
-        _emit_json(result)
+        emit_json(result)
         return 0
     jobs, sandbox = result.jobs, result.sandbox
     print(f"pistond {result.version}, up {result.uptime:.0f} s")
@@ -264,7 +267,7 @@ def _print_status(result: Any, as_json: bool) -> int:
 
 def _print_runtimes(runtimes: list[Any], as_json: bool) -> int:
     if as_json:
-        _emit_json(runtimes)
+        emit_json(runtimes)
         return 0
     for runtime in runtimes:
         aliases = ", ".join(runtime.aliases)
@@ -277,19 +280,62 @@ def _print_runtimes(runtimes: list[Any], as_json: bool) -> int:
     return 0
 
 
-def _read_files(args: argparse.Namespace) -> list[dict[str, Any]]:
-    files = []
-    for path in [args.file, *args.files]:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CliError(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            content: str | bytes = data.decode("utf-8")
-        except UnicodeDecodeError:
-            content = data
-        files.append({"name": path.name, "content": content})
-    return files
+NO_TEXT_FILE: Final = "files must include at least one utf8 encoded file"
+"""The daemon's (Piston's) answer to a request without a text file."""
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """A PROTOCOL.md ``File`` of ``path``: UTF-8 text as it is, anything else as base64.
+
+    Raises:
+        CliError: the file cannot be read; the message names it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return {"name": path.name, "content": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"name": path.name, "content": base64.b64encode(data).decode(), "encoding": "base64"}
+
+
+async def _run_target(client: PistonClient, args: argparse.Namespace) -> RunTarget:
+    """What to run; an inferred language is announced on stderr."""
+    target = split_run_words(args.words)
+    if target.language is not None:
+        return target
+    if not target.file.is_file():
+        raise CliError(f"cannot read {target.file}: no such file ({USAGE})")
+    runtimes = await client.runtimes()
+    inferred = infer_language(target.file, runtimes)
+    versions = [r.version for r in runtimes if r.language == inferred.language]
+    version = max_satisfying(versions, args.language_version)
+    chosen = f"{inferred.language}-{version}" if version else inferred.language
+    print(
+        f"piston: running {target.file} as {chosen} (from its .{inferred.extension} extension)",
+        file=sys.stderr,
+    )
+    return attrs.evolve(target, language=inferred.language)
+
+
+async def _run_command(client: PistonClient, args: argparse.Namespace) -> int:
+    """``piston run``: the daemon's refusals restated with what was typed."""
+    target = await _run_target(client, args)
+    assert target.language is not None
+    try:
+        if args.interactive:
+            return await _run_interactive(client, args, target)
+        return await _run(client, args, target)
+    except (PistondError, BaseExceptionGroup) as exc:
+        if find_error(exc, RuntimeUnknown):
+            runtimes = await client.runtimes()
+            message = explain.unknown_runtime(target.language, args.language_version, runtimes)
+            raise CliError(message) from None
+        refused = find_error(exc, InvalidParams)
+        if refused is not None and refused.message == NO_TEXT_FILE:
+            raise CliError(explain.no_text_file([target.file, *args.files])) from None
+        raise
 
 
 def _limits(args: argparse.Namespace) -> dict[str, int]:
@@ -298,26 +344,28 @@ def _limits(args: argparse.Namespace) -> dict[str, int]:
     }
 
 
-def _execute_params(args: argparse.Namespace, stdin: bytes | None) -> dict[str, Any]:
+def _execute_params(
+    args: argparse.Namespace, target: RunTarget, stdin: bytes | None
+) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "language": args.language,
+        "language": target.language,
         "version": args.language_version,
-        "files": _read_files(args),
-        "args": list(args.args),
+        "files": [read_file(path) for path in [target.file, *args.files]],
+        "args": list(target.args),
         **_limits(args),
     }
-    params["main"] = args.main or args.file.name
+    params["main"] = args.main or target.file.name
     if stdin is not None:
         params["stdin"] = stdin
     return params
 
 
-async def _run(client: PistonClient, args: argparse.Namespace) -> int:
+async def _run(client: PistonClient, args: argparse.Namespace, target: RunTarget) -> int:
     stdin = await trio.to_thread.run_sync(sys.stdin.buffer.read) if args.stdin else None
-    result = await client.call("execute", _execute_params(args, stdin))
+    result = await client.call("execute", _execute_params(args, target, stdin))
     job: JobResult = converter.structure(result, JobResult)
     if args.json:
-        _emit_json(job)
+        emit_json(job)
     else:
         _print_job(job, sys.stdout)
     return exit_code(job)
@@ -366,8 +414,10 @@ def _print_job(job: JobResult, out: TextIO) -> None:
         _print_stage("Run", job.run, out)
 
 
-async def _run_interactive(client: PistonClient, args: argparse.Namespace) -> int:
-    params = _execute_params(args, None)
+async def _run_interactive(
+    client: PistonClient, args: argparse.Namespace, target: RunTarget
+) -> int:
+    params = _execute_params(args, target, None)
     code = EXIT_ERROR
     async with client.start_job(**params) as job, trio.open_nursery() as nursery:
         nursery.start_soon(_forward_stdin, job)
@@ -422,81 +472,6 @@ async def _forward_signals(job: Any) -> None:
     with trio.open_signal_receiver(*FORWARDED_SIGNALS) as received:
         async for signum in received:
             await job.signal(signal.Signals(signum).name)
-
-
-def _package_items(items: list[str]) -> list[tuple[str, str]]:
-    pairs = []
-    for item in items:
-        name, _, version = item.partition("=")
-        pairs.append((name, version or "*"))
-    return pairs
-
-
-async def _ppman(client: PistonClient, args: argparse.Namespace) -> int:
-    action = {"l": "list", "i": "install", "u": "uninstall", "s": "spec"}.get(
-        args.action, args.action
-    )
-    if action == "list":
-        packages = await client.packages()
-        if args.json:
-            _emit_json(packages)
-        for package in [] if args.json else packages:
-            mark = "installed" if package.installed else "-"
-            print(f"{package.language}-{package.version} [{package.source}] {mark}")
-        return 0
-    if action in ("install", "uninstall"):
-        results = []
-        for name, version in _package_items(args.packages):
-            if action == "install":
-                done = await client.install_package(name, version, progress=_progress(args))
-            else:
-                done = await client.uninstall_package(name, version)
-            results.append(done)
-            if not args.json:
-                print(f"{action}ed {done.language}-{done.version}")
-        if args.json:
-            _emit_json(results)
-        return 0
-    try:
-        text = args.specfile.read_text()
-    except OSError as exc:
-        raise CliError(f"cannot read {args.specfile}: {exc.strerror}") from None
-    lines: list[str] = []
-    echo: Callable[[str], None] = lines.append if args.json else print
-    try:
-        ok = await apply_spec(client, text, echo)
-    except SpecError as exc:
-        raise CliError(f"{args.specfile}: {exc}") from None
-    if args.json:
-        _emit_json({"ok": ok, "lines": lines})
-    return 0 if ok else EXIT_ERROR
-
-
-def _pack(args: argparse.Namespace) -> int:
-    """``piston ppman pack``: the tarball of an installed package and its index line."""
-    try:
-        config = load_config(os.environ)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-    layout = PackageLayout.of(config.packages_directory, args.package, args.package_version)
-    base_url = args.base_url or args.output.resolve().as_uri()
-    path, entry = pack(layout, args.output, base_url)
-    if args.json:
-        _emit_json({"path": str(path), "index_line": entry.line()})
-    else:
-        print(f"wrote {path}", file=sys.stderr)
-        print(entry.line())
-    return 0
-
-
-def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
-    if args.json:
-        return None
-
-    def show(line: str) -> None:
-        print(f"  {line}", file=sys.stderr)
-
-    return show
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The piston CLI: arguments, human output and exit codes (the daemon side is in test_daemon)."""
+"""pistond.cli.piston, the `piston` CLI: arguments, human output and exit codes (the daemon side
+is in test_daemon)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pistond.ctl import _print_job, build_parser, exit_code, main
+from pistond.cli.errors import CliError
+from pistond.cli.piston import _print_job, build_parser, exit_code, main, read_file
 from pistond.models import JobResult, StageStatus
 from pistond.testing import stage_result
 
@@ -16,7 +18,7 @@ def job(run=None, compile_=None) -> JobResult:
     return JobResult("python", "3.11.2", compile_, run)
 
 
-def test_ctl_exit_code_follows_the_program() -> None:
+def test_piston_exit_code_follows_the_program() -> None:
     """piston run exits with the program's code, 128+signal when killed, 1 without a stage."""
     assert exit_code(job(stage_result(code=0))) == 0
     assert exit_code(job(stage_result(code=3))) == 3
@@ -26,7 +28,7 @@ def test_ctl_exit_code_follows_the_program() -> None:
     assert exit_code(job()) == 1
 
 
-def test_ctl_human_output_shows_stages() -> None:
+def test_piston_human_output_shows_stages() -> None:
     """Each stage prints its title, streams, exit code, signal and status."""
     out = io.StringIO()
     compile_ = stage_result(code=0)
@@ -46,7 +48,7 @@ def test_ctl_human_output_shows_stages() -> None:
     assert "Status: TO (Time limit exceeded)\n" in text
 
 
-def test_ctl_arguments_match_piston_cli() -> None:
+def test_piston_arguments_match_piston_cli() -> None:
     """run takes Piston's flags; --json works before or after the subcommand."""
     parser = build_parser()
     args = parser.parse_args(
@@ -69,7 +71,7 @@ def test_ctl_arguments_match_piston_cli() -> None:
             "y",
         ]
     )
-    assert (args.language, str(args.file), args.args) == ("python", "main.py", ["x", "y"])
+    assert args.words == ["python", "main.py", "x", "y"]
     assert (args.language_version, args.stdin, args.run_timeout, args.compile_timeout) == (
         "3.x",
         True,
@@ -86,9 +88,22 @@ def test_ctl_arguments_match_piston_cli() -> None:
     assert parser.parse_args(["pkg", "i", "python=3.x"]).packages == ["python=3.x"]
 
 
-def test_ctl_unreachable_daemon_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_piston_unreachable_daemon_is_one_line(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A missing socket gives exit 1 and one line naming the socket."""
     assert main(["--socket", str(tmp_path / "none.sock"), "ping"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith(f"piston: cannot reach the daemon at {tmp_path / 'none.sock'}")
+
+
+def test_piston_files_are_text_or_base64(tmp_path: Path) -> None:
+    """UTF-8 files are sent as text; anything else as base64, never refused by the CLI."""
+    text, binary = tmp_path / "main.py", tmp_path / "data.bin"
+    text.write_text("print('é')\n")
+    binary.write_bytes(b"\x00\xff\xfe")
+    assert read_file(text) == {"name": "main.py", "content": "print('é')\n"}
+    assert read_file(binary) == {"name": "data.bin", "content": "AP/+", "encoding": "base64"}
+    with pytest.raises(CliError, match=f"cannot read {tmp_path / 'none'}: No such file"):
+        read_file(tmp_path / "none")
