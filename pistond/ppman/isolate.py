@@ -7,7 +7,7 @@ namespace and forks; the child is the jail's PID 1, dies with the helper (``PR_S
 and builds the jail with :mod:`pistond.sandbox`'s own steps, the build profile of one stage:
 
 1. new mount, IPC and UTS namespaces (:func:`pistond.sandbox.namespaces.enter_namespaces`) and,
-   unless the command needs the registries, a new network namespace with only loopback;
+   unless the command needs the registries, a new network namespace (loopback down: no network);
 2. the stage's filesystem (:func:`pistond.sandbox.mounts.build_root`): the package's root
    filesystem, or the read-only host view for commands of rootless packages and for the
    registry clients; the binds; a scratch directory at ``/box``; fresh ``/tmp``, ``/dev`` and
@@ -64,7 +64,7 @@ class IsolatedCommand:
     """Further binds; their targets must exist in a root filesystem (the host view creates them)."""
     writable_root: bool = False
     network: bool = False
-    """Share the host's network (registry clients); otherwise only a private loopback."""
+    """Share the host's network (registry clients); otherwise a network namespace of its own."""
     cwd: str = "/"
     env: Mapping[str, str] = attrs.field(factory=lambda: {"PATH": DEFAULT_PATH})
     uid: int = NOBODY
@@ -149,8 +149,8 @@ def _enter_jail(command: IsolatedCommand) -> None:
     namespaces.enter_namespaces(network=command.network)
     spec = command.spawn_spec()
     mounts.build_root(spec)
-    if not command.network:
-        namespaces.bring_up_loopback()
+    # Without the registries the jail has no network at all: its loopback stays down (bringing
+    # it up would need CAP_NET_ADMIN, which a container may not grant; no build step needs it).
     namespaces.set_hostname(spec.hostname)
     if command.writable_root:
         # The root is a read-only bind of the build's own tree; the build profile lifts only

@@ -57,8 +57,8 @@ def _box(tmp_path: Path, uid: int = 65534) -> str:
 
 
 def test_isolate_host_view_as_nobody_without_network(tmp_path: Path) -> None:
-    """Host view: nobody with no groups, a private loopback only, exactly the given environment,
-    a writable /box and a read-only everything else."""
+    """Host view: nobody with no groups, a network namespace of its own, exactly the given
+    environment, a writable /box and a read-only everything else."""
     command = IsolatedCommand(
         argv=("/bin/bash", "-c", PROBE),
         box=_box(tmp_path),
