@@ -1,20 +1,30 @@
-"""Sandbox overhead: /bin/true spawned bare and through the full sandbox, interleaved.
+"""Sandbox overhead: /bin/true spawned bare, under ``unshare -fpnmiu``, and through the sandbox.
 
-Run as root: ``.venv/bin/python bench/sandbox_overhead.py [-n 200] [--breakdown]``.
-Bare is ``os.posix_spawn`` plus ``waitpid``; sandboxed is ``Box.run_stage`` (cgroup, pipes,
-fork server, namespaces, mounts, pivot_root, privilege drop, seccomp, exec, reap, cgroup
-removal), in one box, as a job's stage runs. Prints p50 and p99 of each, and the overhead.
-With ``--breakdown`` it also times the daemon-side steps on their own, and runs the fork server
-in timing mode (``PISTOND_SANDBOX_TIMING=1``) to print the median time of every recipe step of a
-sandboxed stage (fork server, setup child, PID 1, program) between the daemon's own stamps.
+Run as root: ``.venv/bin/python bench/sandbox_overhead.py [-n 500] [--breakdown] [--python]``.
+
+In one loop, interleaved so that machine noise hits every series alike:
+
+- bare: ``os.posix_spawn("/bin/true")`` and ``waitpid``;
+- kernel floor: ``unshare -fpnmiu /bin/true`` (new PID, network, mount, IPC and UTS namespaces,
+  nothing else), spawned the same way;
+- sandboxed: ``Box.run_stage`` through the native launcher, as a job's stage runs (stage
+  cgroup reset, pipes, the spawn request, namespaces, mounts, privilege drop, Landlock,
+  seccomp, exec, the exit record, cgroup readings); with ``--python`` also through the
+  Python fork server.
+
+Prints p50/p99 of each, the sandbox's overhead over bare and over the floor, and the CPU each
+sandboxed stage cost in the launcher's processes (PID 1 and the program). ``--breakdown`` runs
+the launcher in timing mode and prints the median time of every step, the launcher's, PID 1's
+and the program's, between the daemon's own stamps.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
-import signal
+import shutil
 import statistics
 import sys
 import tempfile
@@ -22,18 +32,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
 from pistond.config import DaemonConfig
-from pistond.sandbox import RootView, SpawnSpec, StageLimits, StageSpec, open_sandbox
-from pistond.sandbox.cgroups import CgroupLimits
-from pistond.sandbox.recipe import TIMING_ENV
-from pistond.sandbox.spawn import ForkServer, SandboxExit, SandboxProcess
-from pistond.sandbox.supervise import open_supervised_stage
+from pistond.sandbox import RootView, StageLimits, StageSpec, launch
+from pistond.sandbox.service import open_sandbox
+from pistond.sandbox.spawn import ForkServer
 
 if TYPE_CHECKING:
-    from pistond.sandbox import Box
+    from pistond.sandbox.service import Box
 
 LIMITS = StageLimits(
     wall_time_ms=5000,
@@ -45,252 +52,186 @@ LIMITS = StageLimits(
     output_max_size=1024,
 )
 SPEC = StageSpec(argv=("/bin/true",), env={"PATH": "/usr/bin:/bin"}, root=RootView(), limits=LIMITS)
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 
 
-def bare_once() -> float:
+def spawn_once(argv: list[str]) -> float:
+    """Seconds to posix_spawn ``argv`` and reap it."""
     started = time.perf_counter()
-    pid = os.posix_spawn("/bin/true", ["/bin/true"], {})
+    pid = os.posix_spawn(argv[0], argv, {})
     os.waitpid(pid, 0)
     return time.perf_counter() - started
 
 
 def percentile(samples: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank)."""
     ordered = sorted(samples)
-    index = min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))
-    return ordered[index]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def report(name: str, samples: list[float]) -> tuple[float, float]:
+def report(name: str, samples: list[float]) -> float:
+    """Print p50/p99 in ms; return p50 in ms."""
     p50, p99 = percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000
-    mean = statistics.mean(samples) * 1000
-    print(f"{name:>24}: p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   mean {mean:7.2f} ms")
-    return p50, p99
+    print(f"{name:>30}: p50 {p50:7.3f} ms   p99 {p99:7.3f} ms")
+    return p50
 
 
-async def run(count: int, data: Path, server: ForkServer, timed: ForkServer | None) -> None:
-    # Its own socket path gives the benchmark its own jobs cgroup.
+def child_ticks(pid: int) -> int:
+    """CPU clock ticks of ``pid``'s reaped children (every sandbox's PID 1 and program)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[13]) + int(fields[14])
+
+
+async def run_stage(box: Box) -> float:
+    """Seconds one sandboxed /bin/true takes through ``box``."""
+    started = time.perf_counter()
+    result = await box.run_stage(SPEC)
+    elapsed = time.perf_counter() - started
+    if result.status is not None:
+        sys.exit(f"sandboxed /bin/true failed: {result.status} {result.message}")
+    return elapsed
+
+
+async def compare(count: int, data: Path, python: bool) -> None:
+    """The interleaved series and their ratios."""
+    native = launch.start_built()
+    fork_server = ForkServer.start() if python else None
+    series: dict[str, list[float]] = {"bare": [], "floor": [], "native": [], "python": []}
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            boxes = {"native": await _open_box(stack, data / "native", native)}
+            if fork_server is not None:
+                boxes["python"] = await _open_box(stack, data / "python", fork_server)
+            for _ in range(20):
+                for box in boxes.values():
+                    await run_stage(box)
+            ticks = child_ticks(native.pid)
+            for _ in range(count):
+                series["bare"].append(spawn_once(["/bin/true"]))
+                series["floor"].append(spawn_once([UNSHARE, "-fpnmiu", "/bin/true"]))
+                for kind, box in boxes.items():
+                    series[kind].append(await run_stage(box))
+            ticks = child_ticks(native.pid) - ticks
+    finally:
+        await native.aclose()
+        if fork_server is not None:
+            await fork_server.aclose()
+    bare = report("bare posix_spawn", series["bare"])
+    floor = report("unshare -fpnmiu (kernel floor)", series["floor"])
+    sandboxed = report("sandboxed, native launcher", series["native"])
+    if series["python"]:
+        report("sandboxed, Python fork server", series["python"])
+    print(
+        f"{'native overhead':>30}: p50 {sandboxed - bare:7.3f} ms over bare"
+        f" ({sandboxed / bare:4.2f}x), {sandboxed - floor:+7.3f} ms against the floor"
+        f" (floor: {floor - bare:.3f} ms over bare)"
+    )
+    cpu_ms = ticks / os.sysconf("SC_CLK_TCK") / count * 1000
+    print(f"{'CPU per stage, PID 1 + program':>30}: {cpu_ms:7.3f} ms")
+
+
+async def _open_box(stack: contextlib.AsyncExitStack, data: Path, spawner: Any) -> Box:
+    """Box 0 of a sandbox of its own over ``spawner``, closed with ``stack``."""
     config = DaemonConfig(data_directory=data, socket=data / "bench.sock", max_concurrent_jobs=2)
-    bare: list[float] = []
-    boxed: list[float] = []
-    async with open_sandbox(config, server) as sandbox, sandbox.open_box(0) as box:
-        for _ in range(10):  # warm-up: imports, fork server, page cache
-            await box.run_stage(SPEC)
-            bare_once()
-        for _ in range(count):
-            bare.append(bare_once())
-            started = time.perf_counter()
-            result = await box.run_stage(SPEC)
-            boxed.append(time.perf_counter() - started)
-            if result.status is not None:
-                sys.exit(f"sandboxed /bin/true failed: {result.status} {result.message}")
-        bare_p50, bare_p99 = report("bare posix_spawn", bare)
-        box_p50, box_p99 = report("sandboxed run_stage", boxed)
-        print(
-            f"{'overhead':>24}: p50 {box_p50 - bare_p50:7.2f} ms   p99 {box_p99 - bare_p99:7.2f} ms"
-            f"   ratio p50 {box_p50 / bare_p50:5.1f}x"
-        )
-        if timed is not None:
-            await steps(sandbox, count)
-    if timed is not None:
-        recorder = Recorder(timed)
-        async with open_sandbox(config, recorder) as sandbox, sandbox.open_box(0) as box:
-            await recipe_steps(box, recorder, count)
-    async with open_sandbox(config, server) as sandbox:
-        mounts: list[float] = []
-        for _ in range(count):
-            started = time.perf_counter()
-            async with sandbox.open_box(1):
-                pass
-            mounts.append(time.perf_counter() - started)
-        report("box mount+unmount", mounts)
-        for directory in reversed(getattr(sandbox.cgroups, "jobs_dirs", ())):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
-
-
-@attrs.frozen
-class BareExit:
-    program_status: int | None
-    setup_error: str | None = None
-
-
-@attrs.define(eq=False)
-class BareProcess:
-    """/bin/true without a sandbox, behind the SandboxProcess interface."""
-
-    pid: int
-    pidfd: int
-
-    async def wait(self) -> BareExit:
-        await trio.lowlevel.wait_readable(self.pidfd)
-        _, status = os.waitpid(self.pid, 0)  # noqa: ASYNC222 (pidfd readable: reaps at once)
-        return BareExit(status)
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-
-    def signal_program(self, signum: int) -> None:
-        signal.pidfd_send_signal(self.pidfd, signum)
-
-    def close(self) -> None:
-        trio.lowlevel.notify_closing(self.pidfd)
-        os.close(self.pidfd)
-
-
-class BareSpawner:
-    """posix_spawn with the stage's pipes as stdio: the supervisor's cost without the sandbox."""
-
-    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> BareProcess:
-        await trio.lowlevel.checkpoint()
-        actions = [
-            (os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate((stdin, stdout, stderr))
-        ]
-        argv = list(spec.stage.argv)
-        pid = os.posix_spawn(argv[0], argv, {}, file_actions=actions)  # noqa: ASYNC221 (timed)
-        return BareProcess(pid, os.pidfd_open(pid))
+    sandbox = await stack.enter_async_context(open_sandbox(config, spawner))
+    return await stack.enter_async_context(sandbox.open_box(0))
 
 
 def now() -> int:
-    """CLOCK_MONOTONIC in ns, the clock of the recipe's timing marks."""
+    """CLOCK_MONOTONIC in ns, the clock of the launcher's timing marks."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-@attrs.define(eq=False)
-class RecordedProcess:
-    """A sandbox whose wait() keeps the recipe's timing marks and the daemon's own."""
+async def breakdown(count: int, data: Path) -> None:
+    """Median time of every step of a sandboxed /bin/true, in the order they happen."""
+    launcher = launch.start_built(timing=True)
+    config = DaemonConfig(data_directory=data / "t", socket=data / "t.sock", max_concurrent_jobs=2)
+    runs: list[dict[str, int]] = []
+    try:
+        async with open_sandbox(config, launcher) as sandbox, sandbox.open_box(0) as box:
+            spawner = sandbox.spawner
+            inner = spawner.spawn
 
-    inner: SandboxProcess
-    marks: dict[str, int]
-    runs: list[dict[str, int]]
+            async def stamped(request: Any, **stdio: int) -> Any:
+                marks = {"daemon.spawn called": now()}
+                process = await inner(request, **stdio)
+                marks["daemon.spawn returned"] = now()
+                return _StampedProcess(process, marks, runs)
 
-    @property
-    def pid(self) -> int:
-        return self.inner.pid
-
-    async def wait(self) -> SandboxExit:
-        result = await self.inner.wait()
-        self.marks["daemon.wait returned"] = now()
-        self.marks.update(result.timings)
-        self.runs.append(self.marks)
-        return result
-
-    def kill(self) -> None:
-        self.inner.kill()
-
-    def signal_program(self, signum: int) -> None:
-        self.inner.signal_program(signum)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-@attrs.define(eq=False)
-class Recorder:
-    """The fork server, stamping when each spawn was asked for and answered."""
-
-    server: ForkServer
-    runs: list[dict[str, int]] = attrs.Factory(list)
-
-    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> Any:
-        called = now()
-        process = await self.server.spawn(spec, stdin=stdin, stdout=stdout, stderr=stderr)
-        marks = {"daemon.spawn called": called, "daemon.spawn returned": now()}
-        return RecordedProcess(process, marks, self.runs)
-
-
-async def recipe_steps(box: Box, recorder: Recorder, count: int) -> None:
-    """Median duration of every step of a sandboxed /bin/true, in the order they happen."""
-    for _ in range(10):
-        await box.run_stage(SPEC)
-    recorder.runs.clear()
-    for _ in range(count):
-        started = now()
-        await box.run_stage(SPEC)
-        finished = now()
-        recorder.runs[-1]["daemon.run_stage called"] = started
-        recorder.runs[-1]["daemon.run_stage returned"] = finished
-    if not recorder.runs or len(recorder.runs[0]) <= 5:
-        print("no recipe timings: the fork server did not run in timing mode")
-        return
+            sandbox.spawner = _Stamped(spawner, stamped)  # type: ignore[assignment]
+            for _ in range(20):
+                await box.run_stage(SPEC)
+            runs.clear()
+            for _ in range(count):
+                started = now()
+                await box.run_stage(SPEC)
+                runs[-1]["daemon.run_stage called"] = started
+                runs[-1]["daemon.run_stage returned"] = now()
+    finally:
+        await launcher.aclose()
     deltas: dict[str, list[float]] = {}
     since: dict[str, list[float]] = {}
     order: dict[str, list[int]] = {}
-    for run in recorder.runs:
+    for run in runs:
         ordered = sorted(run.items(), key=lambda item: item[1])
-        start = ordered[0][1]
-        previous = start
+        start = previous = ordered[0][1]
         for position, (name, stamp) in enumerate(ordered):
             deltas.setdefault(name, []).append((stamp - previous) / 1e6)
             since.setdefault(name, []).append((stamp - start) / 1e6)
             order.setdefault(name, []).append(position)
             previous = stamp
-    print(f"\nrecipe steps of a sandboxed /bin/true, median of {len(recorder.runs)} runs:")
-    print(f"{'step (time since the previous mark)':<44} {'p50 ms':>8} {'p90 ms':>8} {'at ms':>8}")
+    print(f"\nsteps of a sandboxed /bin/true (native launcher), median of {len(runs)} runs:")
+    print(f"{'step (time since the previous mark)':<40} {'p50 ms':>8} {'p90 ms':>8} {'at ms':>8}")
     for name in sorted(order, key=lambda key: statistics.median(order[key])):
         values = deltas[name]
         print(
-            f"{name:<44} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
+            f"{name:<40} {percentile(values, 0.5):8.3f} {percentile(values, 0.9):8.3f}"
             f" {statistics.median(since[name]):8.3f}"
         )
 
 
-async def steps(sandbox: object, count: int) -> None:
-    """Time the daemon-side steps alone: cgroup create+remove, pipes, the supervisor."""
-    backend = sandbox.cgroups  # type: ignore[attr-defined]
-    supervised: list[float] = []
-    for index in range(count):
-        started = time.perf_counter()
-        group = backend.create(f"bench-sup-{os.getpid()}-{index}", CgroupLimits(256 << 20, 32))
-        spec = SpawnSpec(stage=SPEC, box_path="/", uid=60_000, cgroup_procs=group.procs_files)
-        async with open_supervised_stage(spawner=BareSpawner(), group=group, spec=spec) as stage:
-            await stage.close_stdin()
-            await stage.wait()
-        supervised.append(time.perf_counter() - started)
-    report("supervised bare spawn", supervised)
-    groups: list[float] = []
-    for index in range(count):
-        started = time.perf_counter()
-        group = backend.create(f"bench-{os.getpid()}-{index}", CgroupLimits(256 << 20, 32))
-        group.remove()
-        groups.append(time.perf_counter() - started)
-    report("cgroup create+remove", groups)
-    pipes: list[float] = []
-    for _ in range(count):
-        started = time.perf_counter()
-        fds = [*os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC), *os.pipe2(os.O_CLOEXEC)]
-        for fd in fds:
-            os.close(fd)
-        pipes.append(time.perf_counter() - started)
-    report("3 pipes", pipes)
+class _StampedProcess:
+    """A sandbox whose exit adds its timing marks, and the daemon's, to ``runs``."""
+
+    def __init__(self, inner: Any, marks: dict[str, int], runs: list[dict[str, int]]) -> None:
+        self._inner, self._marks, self._runs = inner, marks, runs
+
+    async def wait(self) -> Any:
+        exit_ = await self._inner.wait()
+        self._marks["daemon.exit record read"] = now()
+        self._marks.update(exit_.timings)
+        self._runs.append(self._marks)
+        return exit_
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Stamped:
+    """The sandbox's spawner with a stamping ``spawn``."""
+
+    def __init__(self, inner: Any, spawn: Any) -> None:
+        self._inner, self.spawn = inner, spawn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def main() -> None:
+    """Parse arguments and measure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--count", type=int, default=200)
-    parser.add_argument("--breakdown", action="store_true")
+    parser.add_argument("-n", "--count", type=int, default=500)
+    parser.add_argument("--breakdown", action="store_true", help="time every step")
+    parser.add_argument("--python", action="store_true", help="also the Python fork server")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the sandbox needs namespaces, mounts and cgroups")
-    server = ForkServer.start()
-    timed = None
-    if args.breakdown:
-        os.environ[TIMING_ENV] = "1"
-        timed = ForkServer.start()
-        del os.environ[TIMING_ENV]
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="pistond-bench-") as data:
-        trio.run(_run_and_close, args.count, Path(data), server, timed)
-
-
-async def _run_and_close(
-    count: int, data: Path, server: ForkServer, timed: ForkServer | None
-) -> None:
-    try:
-        await run(count, data, server, timed)
-    finally:
-        await server.aclose()
-        if timed is not None:
-            await timed.aclose()
+        trio.run(functools.partial(compare, args.count, Path(data), args.python))
+        if args.breakdown:
+            trio.run(breakdown, args.count, Path(data))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 :class:`~build_hooks.context.BuildContext` returning the files it wrote:
 
 - :data:`SOURCE_STEPS` run first and write into the source tree files that setuptools then
-  collects as package data (the playground bundle). They run for editable installs too.
+  collects as package data (the native launcher, the playground bundle). They run for editable
+  installs too.
 - :data:`WHEEL_STEPS` run after the modules are built and add files to the build directory only
   (the shipped recipes, units and docs); setuptools records them as the command's outputs.
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Final
 from setuptools.command.build_py import build_py
 
 from build_hooks.context import BuildContext
+from build_hooks.launcher import build_launcher
 from build_hooks.playground import build_playground
 from build_hooks.shipped import ship_data_files
 
@@ -31,13 +33,22 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 """The project's root: a checkout, or the unpacked sdist."""
 
 
+def compile_launcher(context: BuildContext) -> list[Path]:
+    """The native launcher, beside its C sources (package data, so nothing to record here)."""
+    build_launcher(context.source)
+    return []
+
+
 def bundle_playground(context: BuildContext) -> list[Path]:
     """The playground's JavaScript bundle (package data, so nothing to record here)."""
     build_playground(context.source)
     return []
 
 
-SOURCE_STEPS: Final[tuple[Callable[[BuildContext], Sequence[Path]], ...]] = (bundle_playground,)
+SOURCE_STEPS: Final[tuple[Callable[[BuildContext], Sequence[Path]], ...]] = (
+    compile_launcher,
+    bundle_playground,
+)
 WHEEL_STEPS: Final[tuple[Callable[[BuildContext], Sequence[Path]], ...]] = (ship_data_files,)
 
 

@@ -156,6 +156,9 @@ class DaemonConfig:
     """Group (besides root) that may install and uninstall packages; empty: the socket group."""
     max_queue_size: int = attrs.field(default=256, validator=_non_negative)
     """Jobs that may wait for a slot; beyond it requests get ``overloaded``."""
+    max_running_stages: int = attrs.field(default=0, validator=_non_negative)
+    """Stages running at once (the others of the admitted jobs wait, FIFO); 0: derived from
+    the CPUs (``capacity.default_stage_limit``)."""
     queue_timeout: int = attrs.field(default=60_000, validator=_positive)
     """Milliseconds a job may wait for a slot before it gets ``overloaded``."""
     disk_size: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)

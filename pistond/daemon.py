@@ -21,13 +21,13 @@ from pistond.plugins import get_plugin_manager
 from pistond.ppman import PackageManager
 from pistond.rpc import serve_rpc
 from pistond.runtimes import RuntimeRegistry
-from pistond.sandbox import open_sandbox
+from pistond.sandbox.service import open_sandbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from pistond.notify import Notifier
-    from pistond.sandbox.spawn import ForkServer
+    from pistond.sandbox.spawners import RawSpawner
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ DRAIN_POLL_SECONDS = 0.05
 
 async def run_daemon(
     config: DaemonConfig,
-    fork_server: ForkServer,
+    spawner: RawSpawner,
     sockets: listening.Listeners,
     notifier: Notifier,
     *,
@@ -44,8 +44,9 @@ async def run_daemon(
 ) -> bool:
     """Serve RPC on ``sockets`` until SIGTERM or SIGINT, then drain and clean up.
 
-    The caller opens ``sockets`` and the ``notifier`` before it starts the fork server, so the
-    fork server never inherits systemd's descriptors or ``NOTIFY_SOCKET``.
+    The caller opens ``sockets`` and the ``notifier`` before it starts the spawner (the native
+    launcher or the fork server), so it never inherits systemd's descriptors or
+    ``NOTIFY_SOCKET``.
 
     A signal that arrives during start-up is kept and handled as soon as the daemon is ready.
 
@@ -55,7 +56,7 @@ async def run_daemon(
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         return await _run(
             config=config,
-            fork_server=fork_server,
+            spawner=spawner,
             sockets=sockets,
             notifier=notifier,
             signals=signals,
@@ -66,7 +67,7 @@ async def run_daemon(
 async def _run(
     *,
     config: DaemonConfig,
-    fork_server: ForkServer,
+    spawner: RawSpawner,
     sockets: listening.Listeners,
     notifier: Notifier,
     signals: AsyncIterator[int],
@@ -83,8 +84,10 @@ async def _run(
                     "host runtimes installed: %s", ", ".join("-".join(p) for p in installed)
                 )
                 registry.reload()
-        async with open_sandbox(config, fork_server) as sandbox:
+        async with open_sandbox(config, spawner) as sandbox, trio.open_nursery() as teardown:
             jobs = JobManager.create(config, sandbox, registry)
+            # Finished jobs release their box and slot here, after their result went out.
+            jobs.teardown = teardown
             api = Api(
                 config=config,
                 jobs=jobs,
@@ -104,7 +107,7 @@ async def _run(
     finally:
         listening.remove_own_socket(sockets)
         with trio.CancelScope(shield=True):
-            await fork_server.aclose()
+            await spawner.aclose()
 
 
 async def _serve_until_signalled(

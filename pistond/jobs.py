@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import outcome
 import trio
 
-from pistond.capacity import Capacity
+from pistond.capacity import Capacity, StageTicket, default_stage_limit
 from pistond.errors import InvalidParams, SandboxError
 from pistond.limits import lowered, runtime_limits, stage_limits
 from pistond.models import (
@@ -27,7 +28,7 @@ from pistond.validation import validate_execute
 if TYPE_CHECKING:
     from pistond.config import DaemonConfig, Limits
     from pistond.runtimes import Runtime, RuntimeRegistry
-    from pistond.sandbox import Sandbox
+    from pistond.sandbox.contract import BoxLike, SandboxLike, StageLike
 
 logger = logging.getLogger(__name__)
 
@@ -62,24 +63,28 @@ class JobManager:
     """Validates requests and runs jobs in sandboxes, at most ``max_concurrent_jobs`` at once."""
 
     config: DaemonConfig
-    sandbox: Sandbox
+    sandbox: SandboxLike
     registry: RuntimeRegistry
     capacity: Capacity
     completed: int = 0
     failed: int = 0
     _next_id: int = 0
-    _running: dict[str, Any] = attrs.field(factory=dict)
+    _running: dict[str, StageLike] = attrs.field(factory=dict)
     """Interactive jobs' running stages, by job id."""
+    teardown: trio.Nursery | None = None
+    """Where ``execute`` jobs run, so that their result can be returned before their box and
+    slot are released (the daemon's; None runs them in the caller's task)."""
 
     @classmethod
     def create(
-        cls, config: DaemonConfig, sandbox: Sandbox, registry: RuntimeRegistry
+        cls, config: DaemonConfig, sandbox: SandboxLike, registry: RuntimeRegistry
     ) -> JobManager:
         """A job manager with the configured slots and queue."""
         capacity = Capacity(
             slots=config.max_concurrent_jobs,
             max_queue=config.max_queue_size,
             queue_timeout=config.queue_timeout / 1000,
+            stage_limit=config.max_running_stages or default_stage_limit(),
         )
         return cls(config=config, sandbox=sandbox, registry=registry, capacity=capacity)
 
@@ -113,8 +118,30 @@ class JobManager:
         return f"j{self._next_id}"
 
     async def execute(self, job: PreparedJob, *, job_id: str | None = None) -> JobResult:
-        """Run a prepared job to its result (``execute``)."""
-        return await self.run(job, job_id=job_id or self.new_job_id())
+        """Run a prepared job to its result (``execute``).
+
+        With a background nursery (:attr:`teardown`), the result is returned as soon as the
+        last stage's is known; the job then releases its box and slot in the background.
+        Cancelling the caller cancels the job (which still cleans up).
+        """
+        job_id = job_id or self.new_job_id()
+        if self.teardown is None:
+            return await self.run(job, job_id=job_id)
+        handoff = _Handoff()
+        self.teardown.start_soon(self._run_handing_off, job, job_id, handoff)
+        return await handoff.receive()
+
+    async def _run_handing_off(self, job: PreparedJob, job_id: str, handoff: _Handoff) -> None:
+        """:meth:`run` in the background nursery, its outcome handed to the waiting caller."""
+        with handoff.scope:
+            try:
+                result = await self.run(job, job_id=job_id, finished=handoff.deliver)
+                handoff.deliver(outcome.Value(result))
+            except Exception as exc:
+                if not handoff.deliver(outcome.Error(exc)):
+                    logger.exception("job %s: its box or slot could not be released", job_id)
+            finally:
+                handoff.deliver(outcome.Error(SandboxError("the job was cancelled")))
 
     async def run(
         self,
@@ -123,16 +150,19 @@ class JobManager:
         job_id: str,
         events: JobEvents | None = None,
         stdin: trio.MemoryReceiveChannel[bytes | None] | None = None,
+        finished: Callable[[outcome.Outcome[JobResult]], bool] | None = None,
     ) -> JobResult:
         """Take a slot, write the files, run compile (if any) then run, and return the result.
 
         With ``events`` and ``stdin`` the run stage is interactive: stdin chunks are written
-        as they come (``None`` closes stdin) and output is reported as it arrives.
+        as they come (``None`` closes stdin) and output is reported as it arrives. ``finished``
+        is given the result as soon as it is known, before the box and slot are released.
         """
         request, runtime = job.request, job.runtime
+        deadline = self.capacity.deadline()
         try:
             async with self.capacity.slot() as slot, self._box(slot) as box:
-                logger.info(
+                logger.debug(
                     "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
                 )
                 try:
@@ -140,18 +170,22 @@ class JobManager:
                 except SandboxError as exc:
                     raise InvalidParams(f"files cannot be written: {exc}") from None
                 compile_result = None
+                run_result = None
                 if runtime.compiled:
                     compile_result = await self._stage(
-                        box, job, job_id, StageName.COMPILE, events=events, stdin=None
+                        box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
                     )
                     if compile_result.code != 0:
                         self._count(compile_result)
-                        return JobResult(runtime.language, runtime.version, compile_result, None)
-                run_result = await self._stage(
-                    box, job, job_id, StageName.RUN, events=events, stdin=stdin
-                )
-                self._count(run_result)
-                return JobResult(runtime.language, runtime.version, compile_result, run_result)
+                if compile_result is None or compile_result.code == 0:
+                    run_result = await self._stage(
+                        box, job, job_id, StageName.RUN, deadline, events=events, stdin=stdin
+                    )
+                    self._count(run_result)
+                result = JobResult(runtime.language, runtime.version, compile_result, run_result)
+                if finished is not None:
+                    finished(outcome.Value(result))
+            return result
         except (trio.Cancelled, InvalidParams):
             raise
         except BaseException:
@@ -159,7 +193,7 @@ class JobManager:
             raise
 
     @asynccontextmanager
-    async def _box(self, slot: int) -> AsyncIterator[Any]:
+    async def _box(self, slot: int) -> AsyncIterator[BoxLike]:
         """The slot's box; a slot the sandbox had to quarantine is retired from the pool."""
         try:
             async with self.sandbox.open_box(slot) as box:
@@ -196,22 +230,35 @@ class JobManager:
 
     async def _stage(
         self,
-        box: Any,
+        box: BoxLike,
         job: PreparedJob,
         job_id: str,
         stage: StageName,
+        deadline: float,
         *,
         events: JobEvents | None,
         stdin: trio.MemoryReceiveChannel[bytes | None] | None,
     ) -> StageResult:
+        """One stage, once the stage gate admits it (within the job's ``deadline``).
+
+        Raises:
+            Overloaded: the gate admitted no stage before the deadline.
+        """
         spec = self.stage_spec(job, stage)
+        ticket = await self.capacity.stages.admit(deadline=deadline)
         try:
             if events is None:
                 data = job.request.stdin if stage is StageName.RUN else b""
-                result: StageResult = await box.run_stage(spec, stdin=data, stage=stage.value)
-                return result
+                return await box.run_stage(spec, stdin=data, stage=stage.value, admission=ticket)
             return await self._live_stage(
-                box, job_id, stage, spec, events=events, initial=job.request.stdin, stdin=stdin
+                box,
+                job_id,
+                stage,
+                spec,
+                ticket,
+                events=events,
+                initial=job.request.stdin,
+                stdin=stdin,
             )
         except SandboxError as exc:
             logger.error("job %s %s stage: sandbox setup failed: %s", job_id, stage.value, exc)
@@ -219,13 +266,16 @@ class JobManager:
             if events is not None:
                 await events.stage_finished(stage, result)
             return result
+        finally:
+            ticket.release()
 
     async def _live_stage(
         self,
-        box: Any,
+        box: BoxLike,
         job_id: str,
         stage: StageName,
         spec: StageSpec,
+        ticket: StageTicket,
         *,
         events: JobEvents,
         initial: bytes,
@@ -233,7 +283,7 @@ class JobManager:
     ) -> StageResult:
         await events.stage_started(stage)
         async with (
-            box.open_stage(spec, stage=stage.value) as running,
+            box.open_stage(spec, stage=stage.value, admission=ticket) as running,
             trio.open_nursery() as nursery,
         ):
             self._running[job_id] = running
@@ -271,6 +321,34 @@ class JobManager:
         return True
 
 
+@attrs.define(eq=False)
+class _Handoff:
+    """A job's outcome, from the background task that runs it to the caller that waits."""
+
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    """The job's own scope: cancelled when the caller stops waiting."""
+    _ready: trio.Event = attrs.field(factory=trio.Event)
+    _outcome: outcome.Outcome[JobResult] | None = None
+
+    def deliver(self, result: outcome.Outcome[JobResult]) -> bool:
+        """Hand ``result`` over; False when one was handed over already."""
+        if self._ready.is_set():
+            return False
+        self._outcome = result
+        self._ready.set()
+        return True
+
+    async def receive(self) -> JobResult:
+        """Wait for the outcome; if the caller is cancelled meanwhile, cancel the job."""
+        try:
+            await self._ready.wait()
+        except BaseException:
+            self.scope.cancel()
+            raise
+        assert self._outcome is not None
+        return self._outcome.unwrap()
+
+
 def sandbox_failure(job_id: str) -> StageResult:
     """The XX result of a stage whose sandbox could not be built (details are in the log)."""
     return StageResult(
@@ -288,7 +366,7 @@ def sandbox_failure(job_id: str) -> StageResult:
 
 
 async def _feed_stdin(
-    running: Any,
+    running: StageLike,
     initial: bytes,
     stdin: trio.MemoryReceiveChannel[bytes | None] | None,
 ) -> None:

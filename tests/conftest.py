@@ -39,10 +39,20 @@ def _box_mounts() -> list[str]:
 
 
 def _job_cgroups() -> list[str]:
+    """Job groups that still exist (every daemon removes its groups when it stops)."""
     found = []
-    for jobs in CGROUP_ROOT.glob("**/pistond-jobs*"):
-        found += [f"cgroup {group}" for group in jobs.glob("box-*") if group.is_dir()]
+    for jobs in _walk_quietly(CGROUP_ROOT, "**/pistond-jobs*"):
+        found += [f"cgroup {group}" for group in _walk_quietly(jobs, "box-*") if group.is_dir()]
     return found
+
+
+def _walk_quietly(root: Path, pattern: str) -> list[Path]:
+    """``root.glob(pattern)``, tolerating directories that vanish while it walks (cgroups of
+    other daemons on the host come and go)."""
+    try:
+        return list(root.glob(pattern))
+    except FileNotFoundError:
+        return []
 
 
 def leftovers() -> list[str]:

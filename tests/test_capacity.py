@@ -1,12 +1,14 @@
-"""Job slots: a fixed pool, a bounded FIFO queue and a wait timeout."""
+"""Job slots (a fixed pool, a bounded FIFO queue and a wait timeout) and the stage gate."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import trio
 import trio.testing
 
-from pistond.capacity import Capacity
+from pistond.capacity import STAGES_PER_CPU, Capacity, default_stage_limit
 from pistond.errors import Overloaded
 
 
@@ -88,3 +90,50 @@ async def test_capacity_retired_slot_is_never_reused() -> None:
     with pytest.raises(Overloaded):
         async with capacity.slot(), capacity.slot():
             pass
+
+
+async def test_stage_gate_admits_up_to_its_limit_in_arrival_order() -> None:
+    """The gate lets ``limit`` stages run; the others start in the order they came."""
+    capacity = Capacity(slots=8, max_queue=8, queue_timeout=60, stage_limit=2)
+    started: list[int] = []
+    tickets: dict[int, object] = {}
+
+    async def stage(number: int) -> None:
+        ticket = await capacity.stages.admit(deadline=capacity.deadline())
+        started.append(number)
+        tickets[number] = ticket
+
+    async with trio.open_nursery() as nursery:
+        for number in range(5):
+            nursery.start_soon(stage, number)
+            await trio.testing.wait_all_tasks_blocked()
+        assert started == [0, 1]
+        stats = capacity.statistics()
+        assert (stats.stages, stats.stage_limit, stats.queued) == (2, 2, 3)
+        tickets[1].release()  # type: ignore[attr-defined]
+        tickets[1].release()  # type: ignore[attr-defined]  # idempotent: one place only
+        await trio.testing.wait_all_tasks_blocked()
+        assert started == [0, 1, 2]
+        for number, expected in ((0, [0, 1, 2, 3]), (2, [0, 1, 2, 3, 4])):
+            tickets[number].release()  # type: ignore[attr-defined]
+            await trio.testing.wait_all_tasks_blocked()
+            assert started == expected
+        for number in (3, 4):
+            tickets[number].release()  # type: ignore[attr-defined]
+    assert capacity.statistics().stages == 0
+
+
+async def test_stage_gate_wait_ends_at_the_job_deadline(autojump_clock: object) -> None:
+    """A stage that cannot start before its job's queue deadline is refused as overloaded."""
+    capacity = Capacity(slots=2, max_queue=2, queue_timeout=5, stage_limit=1)
+    held = await capacity.stages.admit(deadline=capacity.deadline())
+    deadline = capacity.deadline()
+    with pytest.raises(Overloaded, match="no stage could start within the queue timeout"):
+        await capacity.stages.admit(deadline=deadline)
+    assert trio.current_time() == pytest.approx(deadline)
+    held.release()
+
+
+def test_default_stage_limit_follows_the_cpus() -> None:
+    """Without a setting the gate holds STAGES_PER_CPU stages per usable CPU."""
+    assert default_stage_limit() == STAGES_PER_CPU * len(os.sched_getaffinity(0))

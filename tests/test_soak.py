@@ -10,7 +10,9 @@ import pytest
 import trio
 
 from pistond.client import open_client
+from pistond.config import DaemonConfig
 from pistond.models import JobResult, StageStatus
+from pistond.sandbox.service import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 pytestmark = [
@@ -46,7 +48,7 @@ def rss_kib(pid: int) -> int:
 
 
 def leftovers(daemon: DaemonProcess) -> list[str]:
-    """Box-uid processes, box mounts and job cgroups the daemon left behind."""
+    """Box-uid processes, box mounts and job cgroups holding a task that the daemon left behind."""
     found = []
     listing = subprocess.run(
         ["ps", "-eo", "uid=,pid="], capture_output=True, text=True, check=True
@@ -62,12 +64,18 @@ def leftovers(daemon: DaemonProcess) -> list[str]:
         for line in mounts.splitlines()
         if str(daemon.data_directory / "boxes") in line
     ]
+    # Each box slot keeps its stage groups, empty, for its next job: a group holding a task is
+    # what would be left behind.
+    # Only this daemon's own jobs group: other daemons on the host have groups of their own.
+    own = jobs_group_name(DaemonConfig(socket=daemon.socket))
     for hierarchy in ("pids", "unified"):
-        for jobs in Path(f"/sys/fs/cgroup/{hierarchy}").glob("pistond-jobs-*"):
+        for jobs in Path(f"/sys/fs/cgroup/{hierarchy}").glob(own):
             found += [
                 f"cgroup {group}"
                 for group in jobs.iterdir()
-                if group.is_dir() and group.name.startswith("box-")
+                if group.is_dir()
+                and group.name.startswith("box-")
+                and (group / "cgroup.procs").read_text().strip()
             ]
     return found
 

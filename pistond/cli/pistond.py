@@ -1,4 +1,4 @@
-"""``pistond``: parse arguments, load the configuration, start the fork server, run the daemon.
+"""``pistond``: parse arguments, load the configuration, start the spawner, run the daemon.
 
 Operator commands beside it: ``pistond --check-config`` (validate without starting, see
 :mod:`pistond.cli.check_config`) and ``pistond install-units`` (the systemd units for this
@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         print("pistond: must run as root (namespaces, mounts, cgroups)", file=sys.stderr)
         return EXIT_CONFIG
 
-    # Sockets first (a live daemon means we must not start), then the fork server, before
-    # trio and the daemon's heavier imports (operator commands import theirs when used, too).
+    # Sockets first (a live daemon means we must not start), then the spawner (the native
+    # launcher, or the fork server), before trio and the daemon's heavier imports (operator
+    # commands import theirs when used, too).
     from pistond.listeners import StartupError, open_listeners
     from pistond.notify import Notifier
 
@@ -190,14 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, StartupError) as exc:
         print(f"pistond: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from pistond.sandbox.spawn import ForkServer
+    from pistond.errors import SandboxError
+    from pistond.sandbox.spawners import start_spawner
 
-    fork_server = ForkServer.start()
+    try:
+        spawner = start_spawner()
+    except SandboxError as exc:
+        print(f"pistond: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     import trio
 
     from pistond.daemon import run_daemon
 
-    graceful = trio.run(run_daemon, config, fork_server, sockets, notifier)
+    graceful = trio.run(run_daemon, config, spawner, sockets, notifier)
     return 0 if graceful else EXIT_FORCED
 
 

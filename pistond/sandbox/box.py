@@ -1,7 +1,9 @@
 """Box storage: each job's private, size- and inode-limited tmpfs under ``<data>/boxes/<slot>``.
 
-A box is mounted when a job takes its slot and torn down when the job ends by a lazy unmount
-and an ``rmdir`` of the then empty mount point: the daemon never walks what the job created.
+A box is mounted when a job takes its slot and torn down when the job ends by one lazy
+unmount: the daemon never walks what the job created. The slot's mount point, an empty
+directory of root's, stays for the slot's next job (making and removing it per job cost more
+than the mount itself); the next daemon start removes them all.
 The box root (``/box`` in the sandbox) belongs to root, mode 0755; the job writes in
 ``submission/``, which belongs to the box uid, mode 0700. Submitted files are written into it
 symlink-safely (:mod:`pistond.sandbox.hostfs`) before any stage runs.
@@ -41,8 +43,8 @@ def boxes_directory(config: DaemonConfig) -> Path:
 
 
 @attrs.define(eq=False)
-class Box:
-    """One job's mounted box."""
+class BoxMount:
+    """One job's mounted box tmpfs (``pistond.sandbox.service.Box`` runs stages over it)."""
 
     slot: int
     uid: int
@@ -50,6 +52,11 @@ class Box:
     path: Path
     """Host path of the box tmpfs (bound at ``/box`` in the sandbox)."""
     _root_fd: int
+
+    @property
+    def root_fd(self) -> int:
+        """The box's root directory, opened without following links (owned by the box)."""
+        return self._root_fd
 
     @property
     def submission_path(self) -> Path:
@@ -79,16 +86,19 @@ def _mount_options(config: DaemonConfig) -> str:
 
 
 def _prepare_boxes_directory(config: DaemonConfig) -> int:
-    """Create ``<data>/boxes`` (root, 0700) and open it without following a link."""
+    """Open ``<data>/boxes`` (root, 0700) without following a link, creating it if needed."""
     boxes = boxes_directory(config)
-    boxes.parent.mkdir(parents=True, exist_ok=True)
-    boxes.mkdir(mode=0o700, exist_ok=True)
+    try:
+        return hostfs.open_directory(str(boxes))
+    except FileNotFoundError:
+        boxes.parent.mkdir(parents=True, exist_ok=True)
+        boxes.mkdir(mode=0o700, exist_ok=True)
     fd = hostfs.open_directory(str(boxes))
     os.fchmod(fd, 0o700)
     return fd
 
 
-def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
+def mount_box(config: DaemonConfig, slot: int, uid: int) -> BoxMount:
     """Mount the tmpfs of box ``slot`` and create its ``submission/`` directory.
 
     Raises:
@@ -104,8 +114,11 @@ def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
         try:
             os.mkdir(name, 0o755, dir_fd=boxes_fd)
         except FileExistsError:
-            # Left by a crash: unmount what is there (never walk it), then reuse it.
-            _unmount(path)
+            # The slot's mount point, kept from its last job; a mount still on it (which only
+            # a failed unmount leaves) is detached first, never walked.
+            point = os.stat(name, dir_fd=boxes_fd, follow_symlinks=False)
+            if point.st_dev != os.fstat(boxes_fd).st_dev:
+                _unmount(path)
         libc.mount(
             "pistond-box",
             str(path),
@@ -137,18 +150,13 @@ def mount_box(config: DaemonConfig, slot: int, uid: int) -> Box:
         raise SandboxError("the job's box could not be set up") from exc
     finally:
         os.close(boxes_fd)
-    return Box(slot=slot, uid=uid, path=path, root_fd=root_fd)
+    return BoxMount(slot=slot, uid=uid, path=path, root_fd=root_fd)
 
 
-def unmount_box(config: DaemonConfig, box: Box) -> None:
-    """Tear a box down: close its fd, detach its tmpfs, remove the empty mount point."""
+def unmount_box(box: BoxMount) -> None:
+    """Tear a box down: close its fd and detach its tmpfs (the mount point stays)."""
     os.close(box._root_fd)
-    _unmount(box.path)
-    boxes_fd = hostfs.open_directory(str(boxes_directory(config)))
-    try:
-        _remove_mount_point(boxes_fd, str(box.slot))
-    finally:
-        os.close(boxes_fd)
+    libc.umount2(str(box.path), libc.MNT_DETACH | UMOUNT_NOFOLLOW, what="box unmount")
 
 
 def _unmount(path: Path) -> None:
@@ -173,7 +181,7 @@ def _remove_mount_point(boxes_fd: int, name: str) -> None:
 
 
 @asynccontextmanager
-async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[Box]:
+async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[BoxMount]:
     """Mount box ``slot`` for a job; always unmount it when the block ends.
 
     Args:
@@ -189,10 +197,14 @@ async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[B
     try:
         yield box
     finally:
-        # The detach waits for an RCU grace period in the kernel: in a worker thread, so the
-        # daemon's other jobs go on meanwhile. Shielded: the box is always torn down.
+        # Even a lazy detach may wait for an RCU grace period (often tens of microseconds, at
+        # times a millisecond): in a worker thread, so the daemon's other jobs go on meanwhile.
+        # Shielded: the box is always torn down before its slot is handed out again.
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(unmount_box, config, box)
+            try:
+                await trio.to_thread.run_sync(unmount_box, box)
+            except OSError:
+                logger.exception("box %d: its tmpfs could not be detached", slot)
 
 
 def _unescape_mountinfo(field: str) -> str:

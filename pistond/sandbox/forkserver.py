@@ -46,7 +46,7 @@ from typing import Any, Final
 import attrs
 
 from pistond.sandbox import credentials, libc, mounts, recipe, seccomp
-from pistond.sandbox.spec import SpawnSpec, spec_from_wire
+from pistond.sandbox.spec import RootPlan, SpawnSpec, spec_from_wire
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ READY_ROOT_MAX_AGE: Final = 10.0
 class _Builder:
     """A helper process building a static root ahead (see recipe.build_root_ahead)."""
 
-    key: tuple[object, ...]
+    key: RootPlan
     network: bool
     """The sandbox shares the host's network (no network namespace is made)."""
     pid: int
@@ -86,7 +86,7 @@ class _Builder:
 class _ReadyRoot:
     """A mount namespace holding a built static root, not used yet."""
 
-    key: tuple[object, ...]
+    key: RootPlan
     fd: int
     """The mount namespace."""
     netns: int
@@ -130,7 +130,7 @@ class ForkServer:
         self.ready_roots: list[_ReadyRoot] = []
         """Oldest first."""
         self.builders: dict[int, _Builder] = {}
-        self.unpreparable: dict[tuple[object, ...], float] = {}
+        self.unpreparable: dict[RootPlan, float] = {}
         """Keys whose root a builder failed to make, and when (retried after the max age)."""
         self.next_root: SpawnSpec | None = None
         self.holds: dict[int, tuple[int, int]] = {}
@@ -169,7 +169,7 @@ class ForkServer:
             return None
         return max(0.0, self.ready_roots[0].made_at + READY_ROOT_MAX_AGE - now) + 0.01
 
-    def _take_ready_root(self, key: tuple[object, ...]) -> _ReadyRoot | None:
+    def _take_ready_root(self, key: RootPlan) -> _ReadyRoot | None:
         """The oldest prepared mount namespace for ``key`` (now out of the pool), or None."""
         self._drop_stale_roots()
         for index, ready in enumerate(self.ready_roots):
@@ -177,7 +177,7 @@ class ForkServer:
                 return self.ready_roots.pop(index)
         return None
 
-    def _prepare_root(self, spec: SpawnSpec, key: tuple[object, ...]) -> None:
+    def _prepare_root(self, spec: SpawnSpec, key: RootPlan) -> None:
         """Have helpers build static roots for the next sandboxes like ``spec`` (READY_DEPTH)."""
         now = time.monotonic()
         for failed in [k for k, at in self.unpreparable.items() if now - at >= READY_ROOT_MAX_AGE]:
@@ -194,7 +194,7 @@ class ForkServer:
             if not self._start_builder(spec, key):
                 return
 
-    def _start_builder(self, spec: SpawnSpec, key: tuple[object, ...]) -> bool:
+    def _start_builder(self, spec: SpawnSpec, key: RootPlan) -> bool:
         """Fork a helper building ``spec``'s static root; whether it started."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
@@ -468,31 +468,51 @@ class ForkServer:
 
 _BOOTSTRAP: Final = """\
 import sys, types
-package, fd, *paths = sys.argv[1:]
+package, module, *rest = sys.argv[1:]
+count = int(rest[0])
+paths, args = rest[1 : 1 + count], rest[1 + count :]
 sys.path.extend(paths)
 for name, path in (("pistond", package), ("pistond.sandbox", package + "/sandbox")):
-    module = types.ModuleType(name)
-    module.__path__ = [path]
-    sys.modules[name] = module
-from pistond.sandbox.forkserver import main
-sys.exit(main([fd]))
+    stub = types.ModuleType(name)
+    stub.__path__ = [path]
+    sys.modules[name] = stub
+sys.argv = [module, *args]
+main = __import__(module, fromlist=["main"]).main
+sys.exit(main())
 """
 _LIBRARIES: Final = ("attrs", "attr", "pyseccomp")
 """Third-party modules the fork server (or its filter-compiling child) imports."""
 
 
 def launch_command(executable: str, fd: int) -> list[str]:
-    """The argv that starts a fork server serving on ``fd``.
+    """The argv that starts a fork server serving on ``fd`` (see :func:`light_command`)."""
+    return light_command(executable, "pistond.sandbox.forkserver", str(fd))
 
-    It loads this module without running the ``pistond`` and ``pistond.sandbox`` package
+
+def light_command(executable: str, module: str, *args: str) -> list[str]:
+    """The argv that runs ``module.main()`` of ``pistond.sandbox`` in a light interpreter.
+
+    It loads the module without running the ``pistond`` and ``pistond.sandbox`` package
     initialisers, which pull in trio, pluggy and the daemon side, and without ``site`` (its
     path hooks and ``.pth`` files): only the directories of the few libraries it needs are put
-    on its path. The fork server (and every sandbox process, a fork of it) holds only the
-    standard library, attrs and the child-side modules. ``python -m pistond.sandbox.forkserver
-    FD`` also works, just heavier.
+    on its path. The fork server (and every sandbox process, a fork of it) and the template
+    builders hold only the standard library, attrs and the child-side modules.
+    ``python -m pistond.sandbox.forkserver FD`` also works, just heavier.
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [executable, "-P", "-S", "-c", _BOOTSTRAP, package, str(fd), *_library_paths()]
+    paths = _library_paths()
+    return [
+        executable,
+        "-P",
+        "-S",
+        "-c",
+        _BOOTSTRAP,
+        package,
+        module,
+        str(len(paths)),
+        *paths,
+        *args,
+    ]
 
 
 def _library_paths() -> list[str]:

@@ -34,9 +34,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from typing import TYPE_CHECKING, Final
 
 from pistond.sandbox import libc
+from pistond.sandbox.spec import RootPlan, root_plan
 
 if TYPE_CHECKING:
     from pistond.sandbox.spec import Bind, SpawnSpec
@@ -97,15 +99,15 @@ def build_root(spec: SpawnSpec, ready_fd: int = -1) -> None:
             libc.setns(ready_fd, libc.CLONE_NEWNS)
             os.close(ready_fd)
         else:
-            prepare_root(spec)
+            prepare_root(root_plan(spec))
         finish_root(spec, box)
     finally:
         os.close(box)
 
 
-def root_key(spec: SpawnSpec) -> tuple[object, ...]:
+def root_key(spec: SpawnSpec) -> RootPlan:
     """What :func:`prepare_root` builds from: sandboxes with equal keys get equal roots."""
-    return (spec.stage.root, spec.stage.network, spec.uid, spec.hostname)
+    return root_plan(spec)
 
 
 def open_box_tree(box_path: str) -> int:
@@ -126,28 +128,29 @@ def open_box_tree(box_path: str) -> int:
         os.close(fd)
 
 
-def prepare_root(spec: SpawnSpec) -> None:
+def prepare_root(plan: RootPlan) -> None:
     """The static part of a sandbox's filesystem, then pivot_root into it.
 
     Run as root in a new mount namespace of its own: everything but the box, ``/tmp``,
     ``/dev/shm`` and ``/proc`` (the root, its binds, the curated ``/etc``, the read-only
     ``/dev``). The fork server has this done ahead of need in a helper process, whose mount
-    namespace the next sandbox with the same :func:`root_key` then enters.
+    namespace the next sandbox with the same :func:`root_key` then enters; the native
+    launcher's templates (:mod:`pistond.sandbox.templates`) are built by it too.
     """
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, what="private /")
     with _Sources() as sources:
-        root = spec.stage.root
+        root = plan.root
         runtime = None if root.path is None else sources.open(root.path, "root", directory=True)
         bind_fds = [sources.open(bind.source, bind.target) for bind in root.binds]
         devices = {name: sources.open(f"/dev/{name}", f"/dev/{name}") for name in DEVICES}
         if runtime is None:
-            _host_view(spec, sources)
+            _host_view(plan, sources)
         else:
             _check_mount_points(runtime)
             _bind(runtime, STAGING, writable=False, what="/")
         for bind, fd in zip(root.binds, bind_fds, strict=True):
             _user_bind(bind, fd, create=runtime is None)
-        _dev(devices)
+        _dev(devices, make_nodes=plan.shared)
     if root.path is None:
         libc.mount(None, STAGING, None, libc.MS_REMOUNT | _RO | _BASE, what="read-only /")
     _pivot()
@@ -270,11 +273,12 @@ def _user_bind(bind: Bind, source: str, *, create: bool) -> None:
     _bind(source, target, writable=bind.writable, what=bind.target)
 
 
-def _host_view(spec: SpawnSpec, sources: _Sources) -> None:
+def _host_view(plan: RootPlan, sources: _Sources) -> None:
     """A tmpfs root with the host's /usr, its top-level links and a curated /etc."""
     usr = sources.open("/usr", "/usr", directory=True)
-    etc = {name: _etc_source(name, sources) for name in _etc_names(spec)}
-    _tmpfs(STAGING, "size=1m,nr_inodes=4096,mode=0755", what="/")
+    etc = {name: _etc_source(name, sources) for name in _etc_names(plan)}
+    size = "size=16m,nr_inodes=16384" if plan.shared else "size=1m,nr_inodes=4096"
+    _tmpfs(STAGING, f"{size},mode=0755", what="/")
     for name in ("usr", "etc", "box", "tmp", "dev", "proc"):
         os.mkdir(_inside(name), 0o755)
     _bind(usr, _inside("/usr"), writable=False, what="/usr")
@@ -287,13 +291,13 @@ def _host_view(spec: SpawnSpec, sources: _Sources) -> None:
             _bind(
                 sources.open(host, host, directory=True), _inside(name), writable=False, what=host
             )
-    _write_etc(spec)
+    _write_etc(plan)
     for name, source in etc.items():
         if source is not None:
-            _place_etc(name, source)
+            _place_etc(name, source, copy=plan.shared)
 
 
-def _etc_names(spec: SpawnSpec) -> list[str]:
+def _etc_names(plan: RootPlan) -> list[str]:
     names = list(ETC_ENTRIES)
     with contextlib.suppress(OSError):
         names += sorted(
@@ -301,7 +305,7 @@ def _etc_names(spec: SpawnSpec) -> list[str]:
             for entry in os.listdir("/etc")
             if entry.startswith(ETC_PREFIXES) and os.path.isdir(os.path.join("/etc", entry))
         )
-    if spec.stage.network:
+    if plan.network:
         names += ETC_NETWORK_ENTRIES
     return names
 
@@ -316,11 +320,26 @@ def _etc_source(name: str, sources: _Sources) -> str | None:
     return sources.open(host, "/etc/" + name)
 
 
-def _place_etc(name: str, source: str) -> None:
+def _place_etc(name: str, source: str, *, copy: bool) -> None:
+    """One curated /etc entry: a symlink as it is; a file or directory bound read-only, or
+    with ``copy`` copied into the (later read-only) tmpfs root, links kept as links."""
     target = _inside("/etc/" + name)
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     if source.startswith("link:"):
         os.symlink(source.removeprefix("link:"), target)
+        return
+    if copy:
+        # Only template builders copy: the fork server (and every sandbox it forks) keeps
+        # shutil and its compression modules out of its memory.
+        import shutil  # noqa: PLC0415
+
+        try:
+            if os.path.isdir(source):
+                shutil.copytree(source, target, symlinks=True)
+            else:
+                shutil.copy2(source, target)
+        except OSError as exc:
+            raise OSError(exc.errno, f"copy /etc/{name}: {exc.strerror}") from None
         return
     if os.path.isdir(source):
         os.mkdir(target, 0o755)
@@ -329,22 +348,23 @@ def _place_etc(name: str, source: str) -> None:
     _bind(source, target, writable=False, what="/etc/" + name)
 
 
-def _write_etc(spec: SpawnSpec) -> None:
-    """The generated /etc files: only root, the box user and nobody exist."""
-    uid = spec.uid
+def _write_etc(plan: RootPlan) -> None:
+    """The generated /etc files: only root, the box user (one entry per box uid) and nobody."""
+    users = "".join(f"box:x:{uid}:{uid}:box:/box:/bin/sh\n" for uid in plan.box_uids)
+    groups = "".join(f"box:x:{uid}:\n" for uid in plan.box_uids)
     files = {
         "passwd": (
             "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-            f"box:x:{uid}:{uid}:box:/box:/bin/sh\n"
+            f"{users}"
             "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
         ),
-        "group": f"root:x:0:\nbox:x:{uid}:\nnogroup:x:65534:\n",
+        "group": f"root:x:0:\n{groups}nogroup:x:65534:\n",
         "hosts": (
             "127.0.0.1\tlocalhost\n"
-            f"127.0.1.1\t{spec.hostname}\n"
+            f"127.0.1.1\t{plan.hostname}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         ),
-        "hostname": spec.hostname + "\n",
+        "hostname": plan.hostname + "\n",
         "nsswitch.conf": (
             "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
             "networks: files\nprotocols: files\nservices: files\n"
@@ -360,14 +380,21 @@ def _scratch_tmpfs(path: str, spec: SpawnSpec) -> None:
     _tmpfs(path, options, what=path)
 
 
-def _dev(devices: dict[str, str]) -> None:
-    """A read-only /dev with the five harmless devices, the fd links and a /dev/shm mount point."""
+def _dev(devices: dict[str, str], *, make_nodes: bool) -> None:
+    """A read-only /dev with the five harmless devices, the fd links and a /dev/shm mount point.
+
+    Each device is a read-write bind of the host's node, or with ``make_nodes`` a node made in
+    place with the host node's device number (no mount). Either way the tmpfs allows device
+    access (nothing else of the sandbox does), and being read-only it gets no new node.
+    """
     dev = _inside("/dev")
     _tmpfs(
         dev, "size=64k,nr_inodes=64,mode=0755", what="/dev", flags=libc.MS_NOSUID | libc.MS_NOEXEC
     )
     for name, source in devices.items():
         target = f"{dev}/{name}"
+        if make_nodes and _make_node(source, target, name):
+            continue
         os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
         _bind(source, target, writable=True, what=f"/dev/{name}", dev=True)
     for name, target in DEV_LINKS:
@@ -380,6 +407,20 @@ def _dev(devices: dict[str, str]) -> None:
         libc.MS_REMOUNT | _RO | libc.MS_NOSUID | libc.MS_NOEXEC,
         what="read-only /dev",
     )
+
+
+def _make_node(source: str, target: str, name: str) -> bool:
+    """Make ``target`` a node with the host node's device number; False where the kernel
+    refuses (no CAP_MKNOD, as in a container), and the caller binds the host's node instead."""
+    host = os.stat(source)
+    if not stat.S_ISCHR(host.st_mode):
+        raise OSError(errno.EINVAL, f"/dev/{name}: not a character device")
+    try:
+        os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
+    except PermissionError:
+        return False
+    os.chmod(target, 0o666)
+    return True
 
 
 def _proc() -> None:

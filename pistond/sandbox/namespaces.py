@@ -6,11 +6,15 @@ daemon's control pipe to the program's process group, and when the program exits
 program's raw wait status to the report pipe and exits. Its exit makes the kernel SIGKILL every
 process left in the PID namespace.
 
-Report pipe format (read by :mod:`pistond.sandbox.spawn`): a byte stream of records, each one
-kind byte, a 4-byte big-endian length and that many payload bytes. Kind ``E``: a setup error,
-UTF-8 text without host paths. Kind ``S``: the program's raw wait status as a big-endian int32.
-Kind ``T`` (timing mode only, see :mod:`pistond.sandbox.recipe`): step timestamps, each a
-1-byte name length, the ASCII name and a big-endian uint64 of CLOCK_MONOTONIC nanoseconds.
+Report pipe format (read by :mod:`pistond.sandbox.spawn` and :mod:`pistond.sandbox.launch`):
+a byte stream of records, each one kind byte, a 4-byte big-endian length and that many payload
+bytes. Kind ``E``: a setup error, UTF-8 text without host paths. Kind ``S``: the program's raw
+wait status as a big-endian int32. Kind ``T`` (timing mode only, see
+:mod:`pistond.sandbox.recipe`): step timestamps, each a 1-byte name length, the ASCII name and
+a big-endian uint64 of CLOCK_MONOTONIC nanoseconds. The native launcher's PID 1 writes ``X``
+instead of ``S``: the raw status (int32), then user and system CPU microseconds and the peak
+RSS in bytes (uint64 each), once every process of the sandbox is gone; and then ``N``: one
+byte, 1 when the sandbox's network namespace is clean for reuse.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Final
 
+import attrs
+
 from pistond.sandbox import libc
 
 if TYPE_CHECKING:
@@ -32,10 +38,13 @@ if TYPE_CHECKING:
 REPORT_ERROR: Final = b"E"
 REPORT_STATUS: Final = b"S"
 REPORT_TIMINGS: Final = b"T"
+REPORT_EXIT: Final = b"X"
+REPORT_NETWORK: Final = b"N"
 MAX_ERROR_BYTES: Final = 512
 _HEADER: Final = struct.Struct("!cI")
 _STATUS: Final = struct.Struct("!i")
 _STAMP: Final = struct.Struct("!Q")
+_EXIT: Final = struct.Struct("!iQQQ")
 
 _SIOCGIFFLAGS: Final = 0x8913
 _SIOCSIFFLAGS: Final = 0x8914
@@ -154,6 +163,95 @@ def decode_report(data: bytes) -> tuple[int | None, str | None]:
         elif kind == REPORT_ERROR:
             errors.append(payload.decode("utf-8", "replace"))
     return status, ("; ".join(errors) if errors else None)
+
+
+@attrs.frozen
+class SandboxExit:
+    """How a sandbox ended, as its PID 1 reported it."""
+
+    program_status: int | None
+    """Raw wait status of the program; None if PID 1 was killed before reporting."""
+    setup_error: str | None
+    """Set when the recipe failed before exec (the stage's status is XX)."""
+    timings: tuple[tuple[str, int], ...] = ()
+    """Timing mode only: ``(process.step, CLOCK_MONOTONIC ns)`` of each recipe step, in order."""
+    complete: bool = False
+    """Every process of the sandbox was gone when the exit was reported (the launcher's PID 1
+    kills and reaps what the program left): the stage's cgroup readings are final."""
+    cpu_time_us: int | None = None
+    """User plus system CPU of the program and the children it waited for (launcher only)."""
+    max_rss: int | None = None
+    """Peak resident set of the program, bytes (launcher only)."""
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit code, or None if it did not exit normally."""
+        if self.program_status is None or not os.WIFEXITED(self.program_status):
+            return None
+        return os.WEXITSTATUS(self.program_status)
+
+    @property
+    def term_signal(self) -> int | None:
+        """The signal that killed the program, or None."""
+        if self.program_status is None or not os.WIFSIGNALED(self.program_status):
+            return None
+        return os.WTERMSIG(self.program_status)
+
+
+@attrs.define
+class ReportReader:
+    """Reads a report pipe incrementally: records are parsed as soon as they are whole."""
+
+    _buffer: bytearray = attrs.field(factory=bytearray)
+    _errors: list[str] = attrs.field(factory=list)
+    _timings: list[bytes] = attrs.field(factory=list)
+    status: int | None = None
+    exited: bool = False
+    """An ``X`` record arrived: the program's exit is final."""
+    cpu_time_us: int | None = None
+    max_rss: int | None = None
+    network_clean: bool = False
+    """An ``N`` record said the network namespace may be reused."""
+    at_eof: bool = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Add what was read; an empty chunk is EOF."""
+        if not chunk:
+            self.at_eof = True
+            return
+        self._buffer += chunk
+        while len(self._buffer) >= _HEADER.size:
+            kind, length = _HEADER.unpack_from(self._buffer)
+            if len(self._buffer) < _HEADER.size + length:
+                return
+            payload = bytes(self._buffer[_HEADER.size : _HEADER.size + length])
+            del self._buffer[: _HEADER.size + length]
+            self._record(kind, payload)
+
+    def _record(self, kind: bytes, payload: bytes) -> None:
+        if kind == REPORT_EXIT and len(payload) == _EXIT.size:
+            self.status, user, system, self.max_rss = _EXIT.unpack(payload)
+            self.cpu_time_us = user + system
+            self.exited = True
+        elif kind == REPORT_STATUS and len(payload) == _STATUS.size:
+            self.status = _STATUS.unpack(payload)[0]
+        elif kind == REPORT_ERROR:
+            self._errors.append(payload.decode("utf-8", "replace"))
+        elif kind == REPORT_NETWORK and len(payload) == 1:
+            self.network_clean = payload == b"\x01"
+        elif kind == REPORT_TIMINGS:
+            self._timings.append(_HEADER.pack(kind, length := len(payload)) + payload[:length])
+
+    def result(self) -> SandboxExit:
+        """The exit as known now."""
+        return SandboxExit(
+            program_status=self.status,
+            setup_error="; ".join(self._errors) if self._errors else None,
+            timings=decode_timings(b"".join(self._timings)),
+            complete=self.exited,
+            cpu_time_us=self.cpu_time_us,
+            max_rss=self.max_rss,
+        )
 
 
 def write_report(fd: int, record: bytes) -> None:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, ParamSpec
 import attrs
 
 from pistond.sandbox import credentials, landlock, libc, mounts, namespaces, rlimits, seccomp
+from pistond.sandbox.spec import root_plan
 
 LANDLOCK_ABI = landlock.abi_version()
 """The kernel's Landlock ABI, read once in the fork server; 0 means no Landlock."""
@@ -223,7 +224,7 @@ def build_root_ahead(spec: SpawnSpec, ready_fd: int, hold_fd: int) -> NoReturn:
         else:
             libc.unshare(libc.CLONE_NEWNS | libc.CLONE_NEWNET)
             namespaces.bring_up_loopback()
-        mounts.prepare_root(spec)
+        mounts.prepare_root(root_plan(spec))
         os.write(ready_fd, START)
         os.read(hold_fd, 1)
     except BaseException:  # the fork server sees EOF instead of START
@@ -244,7 +245,13 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
         _step("working directory", os.chdir, spec.stage.cwd)
         _step("no_new_privs", credentials.set_no_new_privs)
         if LANDLOCK_ABI:
-            _step("landlock", landlock.restrict, _writable(spec), ("/dev",), abi=LANDLOCK_ABI)
+            _step(
+                "landlock",
+                landlock.restrict,
+                writable_paths(spec),
+                DEVICE_WRITABLE,
+                abi=LANDLOCK_ABI,
+            )
         _step("seccomp", seccomp.install, bpf)
         flush_marks(fds.report)
         _close_fds_except({0, 1, 2, exec_fd})
@@ -254,8 +261,12 @@ def _run_program(spec: SpawnSpec, fds: ChildFds, exec_fd: int, bpf: bytes) -> No
     os._exit(SETUP_FAILED)
 
 
-def _writable(spec: SpawnSpec) -> list[str]:
-    """Where the program may create and write files: its writable mounts."""
+DEVICE_WRITABLE: Final = ("/dev",)
+"""Directories whose existing files (the null, zero and full nodes) the program may write."""
+
+
+def writable_paths(spec: SpawnSpec) -> list[str]:
+    """Where the program may create and write files (Landlock): its writable mounts."""
     binds = [bind.target for bind in spec.stage.root.binds if bind.writable]
     return ["/box", "/tmp", "/dev/shm", *binds]
 

@@ -89,6 +89,54 @@ class SpawnSpec:
     tmp_inodes: int = 4096
 
 
+@attrs.frozen
+class RootPlan:
+    """What a sandbox's static root is built from: sandboxes with equal plans get equal roots.
+
+    The static root is everything but the box, ``/tmp``, ``/dev/shm`` and ``/proc``
+    (:func:`pistond.sandbox.mounts.prepare_root`).
+    """
+
+    root: RootView
+    network: bool
+    """The sandbox shares the host's network (the host view then has ``/etc/resolv.conf``)."""
+    hostname: str
+    box_uids: tuple[int, ...]
+    """The uids the host view's generated ``/etc/passwd`` and ``/etc/group`` name ``box``."""
+    shared: bool = False
+    """The root serves many sandboxes (a launcher template): the host view's ``/etc`` files are
+    copied in and ``/dev``'s nodes made in place, instead of bind mounts, so that each
+    sandbox's copy of the namespace holds only a few mounts. Same content either way."""
+
+
+def root_plan(spec: SpawnSpec, box_uids: tuple[int, ...] = (), *, shared: bool = False) -> RootPlan:
+    """The root plan of ``spec``; its passwd names ``box_uids`` (default: the spec's uid)."""
+    return RootPlan(
+        root=spec.stage.root,
+        network=spec.stage.network,
+        hostname=spec.hostname,
+        box_uids=box_uids or (spec.uid,),
+        shared=shared,
+    )
+
+
+def plan_to_wire(plan: RootPlan) -> dict[str, Any]:
+    """The root plan as plain dicts, lists and scalars (JSON-ready)."""
+    return attrs.asdict(plan, value_serializer=_plain)
+
+
+def plan_from_wire(data: Mapping[str, Any]) -> RootPlan:
+    """Rebuild a root plan from :func:`plan_to_wire` output."""
+    root = data["root"]
+    return RootPlan(
+        root=RootView(path=root["path"], binds=tuple(Bind(**bind) for bind in root["binds"])),
+        network=bool(data["network"]),
+        hostname=str(data["hostname"]),
+        box_uids=tuple(int(uid) for uid in data["box_uids"]),
+        shared=bool(data["shared"]),
+    )
+
+
 def spec_to_wire(spec: SpawnSpec) -> dict[str, Any]:
     """The spawn spec as plain dicts, lists and scalars (msgpack-ready)."""
     return attrs.asdict(spec, value_serializer=_plain)

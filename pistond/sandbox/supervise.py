@@ -4,10 +4,14 @@ The shape is trio's ``_run_process``: the sandbox is spawned outside the supervi
 spawn errors reach the caller; stdin, output readers, the CPU poller and the waiter run inside
 a nursery under ``move_on_after(wall)``; whatever happens (limit, cancellation, error), a
 ``finally`` kills the sandbox (SIGKILL to its PID 1 by pidfd, plus the cgroup kill) in a
-shielded scope with its own deadline, always awaits the reap, waits for the cgroup to empty and
-removes it. The program's exit and EOF on its pipes are separate events: once PID 1 reports
-the exit, the namespace is gone, leftovers in the cgroup are killed and the pipes get a short
-drain, never a wait for every writer.
+shielded scope with its own deadline, always awaits the reap and waits for the cgroup to empty
+(the group itself is kept: it serves the slot's next stage). The program's exit and EOF on its
+pipes are separate events: once PID 1 reports the exit, leftovers are killed and the pipes get
+a short drain, never a wait for every writer.
+
+Short exit path: the native launcher's PID 1 reports the exit only once every process of the
+sandbox is gone (a ``complete`` exit), so the verdict is made from that one record and the
+cgroup's readings at once; PID 1's own exit is awaited afterwards, by pidfd, not by polling.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from enum import Enum
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -30,19 +34,23 @@ from pistond.signals import signal_name
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from pistond.sandbox.spec import SpawnSpec
+    from pistond.sandbox.cgroups import RunGroup
+    from pistond.sandbox.contract import Admission
+    from pistond.sandbox.spawners import SpawnRequest
 
 logger = logging.getLogger(__name__)
 
 CPU_POLL_INTERVAL: Final = 0.015
 """Seconds between two reads of the cgroup's CPU time."""
+IDLE_SHARE: Final = 0.1
+"""A stage using less than this share of one CPU over :data:`IDLE_POLLS` polls is idle."""
+IDLE_POLLS: Final = 7
+"""Polls (about 0.1 s) of low CPU after which an idle stage gives its admission back."""
 DRAIN_TIMEOUT: Final = 0.1
 """Seconds the pipes get to reach EOF after PID 1 exited."""
 CLEANUP_TIMEOUT: Final = 5.0
 """Seconds the shielded kill, reap and cgroup removal may take before it is logged as stuck."""
 EMPTY_POLL_INTERVAL: Final = 0.001
-GROUP_REMOVE_TIMEOUT: Final = 2.0
-"""Seconds a busy stage cgroup gets to become removable."""
 
 
 class SandboxExitLike(Protocol):
@@ -56,16 +64,23 @@ class SandboxExitLike(Protocol):
     def setup_error(self) -> str | None:
         """Why the sandbox could not be built, if it could not."""
 
+    @property
+    def complete(self) -> bool:
+        """Every process of the sandbox was gone when the exit was reported."""
+
 
 class SandboxProcessLike(Protocol):
-    """A spawned sandbox (``pistond.sandbox.spawn.SandboxProcess``)."""
+    """A spawned sandbox (``spawn.SandboxProcess`` or ``launch.LaunchedSandbox``)."""
 
     @property
     def pid(self) -> int:
         """Host pid of the sandbox's PID 1."""
 
     async def wait(self) -> SandboxExitLike:
-        """Wait until PID 1 exited and its report was read."""
+        """Wait until PID 1 reported the program's exit (or is gone)."""
+
+    async def wait_closed(self) -> bool:
+        """Wait until PID 1 is gone; whether its network namespace may be reused."""
 
     def kill(self) -> None:
         """SIGKILL PID 1 through its pidfd, ending the whole pid namespace; idempotent."""
@@ -78,34 +93,12 @@ class SandboxProcessLike(Protocol):
 
 
 class SpawnerLike(Protocol):
-    """The daemon side of the fork server (``pistond.sandbox.spawn.ForkServer``)."""
+    """What starts sandboxes (``pistond.sandbox.spawners.Spawner``)."""
 
     async def spawn(
-        self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int
+        self, request: SpawnRequest, *, stdin: int, stdout: int, stderr: int
     ) -> SandboxProcessLike:
-        """Fork a sandbox for ``spec`` with the given stdio fds."""
-
-
-class RunGroupLike(Protocol):
-    """One stage's cgroup (``pistond.sandbox.cgroups.RunGroup``)."""
-
-    def cpu_time_ns(self) -> int:
-        """CPU time of every task of the group so far."""
-
-    def memory_peak(self) -> int:
-        """Peak memory of the group, in bytes."""
-
-    def oom_killed(self) -> bool:
-        """Whether the OOM killer killed a task of the group."""
-
-    def populated(self) -> bool:
-        """Whether any task is left in the group."""
-
-    def kill(self) -> None:
-        """SIGKILL every task of the group."""
-
-    def remove(self) -> None:
-        """Remove the (empty) group."""
+        """Start a sandbox for ``request`` with the given stdio fds."""
 
 
 class KillReason(Enum):
@@ -206,7 +199,7 @@ class SupervisedStage:
     """
 
     process: SandboxProcessLike
-    group: RunGroupLike
+    group: RunGroup
     capture: OutputCapture
     wall_limit_ms: int
     cpu_limit_ms: int
@@ -218,14 +211,21 @@ class SupervisedStage:
     _started_at: float
     _stdin_lock: trio.Lock = attrs.field(factory=trio.Lock)
     _done: trio.Event = attrs.field(factory=trio.Event)
+    """The result is known (or the stage failed to produce one)."""
+    _released: trio.Event = attrs.field(factory=trio.Event)
+    """The sandbox is gone, its group empty and every descriptor closed."""
     _readers_done: trio.Event = attrs.field(factory=trio.Event)
     _readers_left: int = 2
+    admission: Admission | None = None
+    """The stage's place at the stage gate: given back at the result, or once idle."""
     _exit: SandboxExitLike | None = None
     _exit_at: float | None = None
     _killed_for: KillReason | None = None
     _result: StageResult | None = None
     cleanup_failed: bool = False
     """The stage's processes or cgroup outlived the cleanup deadline: its uid is not reusable."""
+    network_clean: bool = False
+    """PID 1 reported the network namespace clean for reuse (native launcher)."""
 
     async def write(self, data: bytes) -> None:
         """Write to the program's stdin; silently dropped once stdin is closed or unread."""
@@ -269,11 +269,15 @@ class SupervisedStage:
                 yield item
 
     async def wait(self) -> StageResult:
-        """Wait for the stage to end; its result."""
+        """Wait for the stage to end; its result (the sandbox may still be going away)."""
         await self._done.wait()
         if self._result is None:
             raise SandboxError("the stage was cancelled before it finished")
         return self._result
+
+    async def wait_released(self) -> None:
+        """Wait until the sandbox is gone, its group empty and its descriptors closed."""
+        await self._released.wait()
 
     @property
     def result(self) -> StageResult | None:
@@ -313,19 +317,31 @@ class SupervisedStage:
                 self._readers_done.set()
 
     async def _poll_cpu(self) -> None:
+        """Kill at the CPU limit; give the admission back once the stage has gone idle."""
         limit_ns = self.cpu_limit_ms * 1_000_000
+        idle_ns = CPU_POLL_INTERVAL * IDLE_SHARE * 1e9
+        previous, quiet = 0, 0
         while True:
             await trio.sleep(CPU_POLL_INTERVAL)
-            if self.group.cpu_time_ns() > limit_ns:
+            used = self.group.cpu_time_ns()
+            if used > limit_ns:
                 self._kill_for(KillReason.CPU_TIME)
                 return
+            quiet = quiet + 1 if used - previous < idle_ns else 0
+            previous = used
+            if quiet >= IDLE_POLLS and self.admission is not None:
+                self.admission.release()
 
     async def _wait_exit(self) -> None:
         self._exit = await self.process.wait()
         self._exit_at = trio.current_time()
 
     async def supervise(self) -> None:
-        """Run the stage to its end; always kill, reap and remove the cgroup before returning."""
+        """Run the stage to its end; always kill, reap and empty the cgroup before returning.
+
+        The result is published (:meth:`wait` returns) before the release: PID 1's exit, which
+        tears its namespaces down, and the group's emptiness are awaited after it.
+        """
         try:
             with trio.move_on_after(self.wall_limit_ms / 1000) as wall:
                 async with trio.open_nursery() as nursery:
@@ -343,35 +359,51 @@ class SupervisedStage:
         finally:
             with trio.CancelScope(shield=True) as cleanup:
                 cleanup.deadline = trio.current_time() + CLEANUP_TIMEOUT
-                await self._finish()
+                try:
+                    await self._finish()
+                finally:
+                    if self.admission is not None:
+                        self.admission.release()
+                    self._done.set()
+                    await self._release()
             if cleanup.cancelled_caught:
                 self.cleanup_failed = True
                 logger.error("sandbox pid %d: cleanup did not finish in time", self.process.pid)
             self._done.set()
+            self._released.set()
 
     async def _finish(self) -> None:
-        """Kill, reap, measure, remove the cgroup, close every fd; set the result."""
+        """Kill if needed, wait for the exit, measure; set the result."""
+        if self._exit is None:
+            self._kill_now()
+            await self._wait_exit()
+        assert self._exit is not None
+        if not self._exit.complete:
+            await self._wait_group_empty()
+        wall = (self._exit_at or trio.current_time()) - self._started_at
+        measurements = Measurements(
+            cpu_time_ns=self.group.cpu_time_ns(),
+            memory_bytes=self.group.memory_peak(),
+            oom_killed=self.group.oom_killed(),
+            wall_time_s=wall,
+        )
+        self._result = verdict(
+            capture=self.capture,
+            sandbox_exit=self._exit,
+            killed_for=self._killed_for,
+            measurements=measurements,
+            cpu_limit_ms=self.cpu_limit_ms,
+        )
+
+    async def _release(self) -> None:
+        """PID 1 is exiting (or was killed): wait for it, whose exit tears the namespaces
+        down, and for the group to be empty (it serves the slot's next stage); close fds."""
         try:
             if self._exit is None:
                 self._kill_now()
-                await self._wait_exit()
+            self.network_clean = await self.process.wait_closed()
             await self._wait_group_empty()
-            wall = (self._exit_at or trio.current_time()) - self._started_at
-            measurements = Measurements(
-                cpu_time_ns=self.group.cpu_time_ns(),
-                memory_bytes=self.group.memory_peak(),
-                oom_killed=self.group.oom_killed(),
-                wall_time_s=wall,
-            )
-            self._result = verdict(
-                capture=self.capture,
-                sandbox_exit=self._exit,
-                killed_for=self._killed_for,
-                measurements=measurements,
-                cpu_limit_ms=self.cpu_limit_ms,
-            )
         finally:
-            await _remove_group(self.group)
             self.process.close()
             for stream in (self._stdin, self._stdout, self._stderr):
                 if stream is not None:
@@ -395,25 +427,32 @@ def _close_all(fds: list[int]) -> None:
 async def open_supervised_stage(
     *,
     spawner: SpawnerLike,
-    group: RunGroupLike,
-    spec: SpawnSpec,
+    request: SpawnRequest,
     live: bool = False,
+    release_in: trio.Nursery | None = None,
+    admission: Admission | None = None,
 ) -> AsyncIterator[SupervisedStage]:
-    """Spawn ``spec`` in ``group`` and supervise it until the block ends.
+    """Spawn ``request`` in its group and supervise it until the block ends.
 
-    The group is owned from the call on: it is removed when the stage ends, also when the spawn
-    fails. Leaving the block kills a stage still running and waits for its cleanup.
+    The group is emptied when the stage ends, also when the spawn fails. Leaving the block
+    kills a stage still running and waits for its result, and for its release (PID 1 gone,
+    group empty) unless ``release_in`` is given: the release then finishes in that nursery
+    (:meth:`SupervisedStage.wait_released` says when).
 
     Args:
-        spawner: the fork server.
-        group: the stage's fresh cgroup; ``spec.cgroup_procs`` must name its procs files.
-        spec: what to run.
+        spawner: the launcher or the fork server.
+        request: what to run; its group is reset for it, and ``request.spec.cgroup_procs``
+            names the group's procs files.
         live: whether :meth:`SupervisedStage.output` streams chunks (interactive jobs).
+        release_in: a nursery that outlives the block, to supervise the stage in.
+        admission: the stage's place at the stage gate (given back at its result or once
+            the stage has gone idle).
 
     Raises:
-        SandboxError: the pipes could not be made or the fork server failed to spawn.
+        SandboxError: the pipes could not be made or the sandbox could not be spawned.
     """
-    limits = spec.stage.limits
+    group = request.group
+    limits = request.spec.stage.limits
     parent_fds: list[int] = []
     child_fds: list[int] = []
     try:
@@ -426,11 +465,11 @@ async def open_supervised_stage(
         stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
         parent_fds.append(stderr_r)
         child_fds.append(stderr_w)
-        process = await spawner.spawn(spec, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w)
+        process = await spawner.spawn(request, stdin=stdin_r, stdout=stdout_w, stderr=stderr_w)
     except BaseException as exc:
         _close_all(parent_fds)
         with trio.CancelScope(shield=True):
-            await _discard_group(group)
+            await _empty_group(group)
         if isinstance(exc, OSError):
             raise SandboxError("the sandbox could not be spawned") from exc
         raise
@@ -453,10 +492,21 @@ async def open_supervised_stage(
         live=live_send,
         live_receive=live_receive,
         started_at=trio.current_time(),
+        admission=admission,
     )
     stage.capture.on_overflow = stage._on_overflow
     if live:
         stage.capture.on_output = stage._on_output
+    if release_in is not None:
+        release_in.start_soon(stage.supervise)
+        try:
+            yield stage
+        finally:
+            if stage.result is None:
+                stage.kill()
+            with trio.CancelScope(shield=True):
+                await stage._done.wait()
+        return
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stage.supervise)
         try:
@@ -466,32 +516,9 @@ async def open_supervised_stage(
                 stage.kill()
 
 
-async def _discard_group(group: RunGroupLike) -> None:
-    """Empty and remove a group whose stage never started."""
+async def _empty_group(group: RunGroup) -> None:
+    """Empty the group of a stage that never started (a failed spawn may have left PID 1)."""
     with trio.move_on_after(CLEANUP_TIMEOUT):
         while group.populated():
             group.kill()
             await trio.sleep(EMPTY_POLL_INTERVAL)
-    await _remove_group(group)
-
-
-async def _remove_group(group: RunGroupLike) -> None:
-    """Remove a stage's cgroup, retrying while the kernel still reports it busy.
-
-    A group whose last tasks are still being torn down refuses rmdir (EBUSY) for a moment,
-    more so on a loaded host. Failing for good only logs: the result is already known, and the
-    next daemon start removes what is left.
-    """
-    error: Exception | None = None
-    with trio.move_on_after(GROUP_REMOVE_TIMEOUT):
-        while True:
-            try:
-                group.remove()
-            except (OSError, SandboxError) as exc:
-                error = exc
-            else:
-                return
-            with suppress(OSError, SandboxError):
-                group.kill()
-            await trio.sleep(EMPTY_POLL_INTERVAL)
-    logger.error("cgroup %s not removed: %s", getattr(group, "name", "?"), error)

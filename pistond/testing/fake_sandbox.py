@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from pistond.models import SourceFile
+    from pistond.sandbox.contract import Admission, SandboxLike
     from pistond.sandbox.spec import StageSpec
 
 StreamName = Literal["stdout", "stderr"]
@@ -99,7 +100,7 @@ class StageCall:
 
 @attrs.define(eq=False)
 class FakeRunningStage:
-    """The fake's interactive stage, with the interface of ``pistond.sandbox.Stage``."""
+    """The fake's interactive stage, with the interface of ``pistond.sandbox.service.Stage``."""
 
     call: StageCall
     plan: FakeStage
@@ -191,7 +192,7 @@ def _limit_result(stream: StreamName, kept: bytes) -> StageResult:
 
 @attrs.define(eq=False)
 class FakeBox:
-    """The fake's box, with the interface of ``pistond.sandbox.Box``."""
+    """The fake's box, with the interface of ``pistond.sandbox.service.Box``."""
 
     _sandbox: FakeSandbox
     slot: int
@@ -208,7 +209,12 @@ class FakeBox:
 
     @asynccontextmanager
     async def open_stage(
-        self, spec: StageSpec, *, stage: str = "stage", live: bool = True
+        self,
+        spec: StageSpec,
+        *,
+        stage: str = "stage",
+        live: bool = True,
+        admission: Admission | None = None,
     ) -> AsyncIterator[FakeRunningStage]:
         """Start the next scripted stage."""
         plan = self._sandbox._next()
@@ -232,12 +238,19 @@ class FakeBox:
             finally:
                 if running.result is None:
                     running.kill()
+                if admission is not None:
+                    admission.release()
 
     async def run_stage(
-        self, spec: StageSpec, stdin: bytes = b"", *, stage: str = "stage"
+        self,
+        spec: StageSpec,
+        stdin: bytes = b"",
+        *,
+        stage: str = "stage",
+        admission: Admission | None = None,
     ) -> StageResult:
         """Run the next scripted stage with ``stdin``."""
-        async with self.open_stage(spec, stage=stage, live=False) as running:
+        async with self.open_stage(spec, stage=stage, live=False, admission=admission) as running:
             await running.write(stdin)
             await running.close_stdin()
             return await running.wait()
@@ -279,3 +292,10 @@ class FakeSandbox:
             yield box
         finally:
             self.open_boxes -= 1
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_the_contract(sandbox: FakeSandbox) -> SandboxLike:
+        """mypy checks that the double offers what the job manager uses of a sandbox."""
+        return sandbox

@@ -1,13 +1,16 @@
-"""Shared fixtures of the sandbox tests: the root check, a mounted box tmpfs, a fork server.
+"""Shared fixtures of the sandbox tests: the root check, a mounted box tmpfs, the spawners.
 
 Tests that build real sandboxes need root (namespaces, mounts); they skip, with the reason,
-where that is absent. Every fixture undoes what it made: the box tmpfs is unmounted and the
-fork server stopped (which SIGKILLs any sandbox still alive).
+where that is absent. ``run_box`` runs each test twice, once per spawner: the native launcher
+(with its templates and pooled network namespaces, as the daemon uses it) and the Python fork
+server (the fallback). Every fixture undoes what it made: the box tmpfs is unmounted and the
+spawner stopped (which SIGKILLs any sandbox still alive).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -18,9 +21,13 @@ import attrs
 import pytest
 import trio
 
-from pistond.sandbox import libc
+from pistond.sandbox import launch, libc
+from pistond.sandbox.launch import Launcher, StageHandles
+from pistond.sandbox.netpool import NetworkPool
 from pistond.sandbox.spawn import ForkServer, SandboxExit, SandboxProcess
-from pistond.sandbox.spec import RootView, SpawnSpec, StageLimits, StageSpec
+from pistond.sandbox.spawners import FailedSandbox
+from pistond.sandbox.spec import RootView, SpawnSpec, StageLimits, StageSpec, root_plan
+from pistond.sandbox.templates import RootUnavailable, Templates
 
 BOX_UID = 61234
 """Box uid of the tests' sandboxes (no other process uses it)."""
@@ -93,6 +100,65 @@ async def fork_server(sandbox_capable: None) -> AsyncIterator[ForkServer]:
         yield server
     finally:
         await server.aclose()
+
+
+@attrs.define(eq=False)
+class LauncherHarness:
+    """The native launcher as the daemon drives it, for specs built by path: it opens the box
+    (never through a link), takes the plan's template and the slot's network namespace."""
+
+    launcher: Launcher
+    templates: Templates
+    network: NetworkPool
+    _slots: itertools.count[int] = attrs.field(factory=itertools.count)
+
+    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> Any:
+        try:
+            template = await self.templates.get(root_plan(spec, shared=True))
+        except RootUnavailable as exc:
+            return FailedSandbox(setup_error=f"mounts: {exc}")
+        slot = next(self._slots)  # as the daemon's, live sandboxes never share a slot
+        netns = -1 if spec.stage.network else await self.network.acquire(slot)
+        box = os.open(spec.box_path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            handles = StageHandles(box=box, mount_namespace=template, network_namespace=netns)
+            process = await self.launcher.spawn(
+                spec, handles, stdin=stdin, stdout=stdout, stderr=stderr
+            )
+        finally:
+            os.close(box)
+        if netns >= 0:
+            process.on_closed = lambda clean: self.network.release(slot, netns, clean)
+        return process
+
+    async def aclose(self) -> None:
+        self.templates.close()
+        self.network.close()
+        await self.launcher.aclose()
+
+
+@pytest.fixture(params=["native", "python"])
+async def spawner(request: pytest.FixtureRequest, sandbox_capable: None) -> AsyncIterator[Any]:
+    """Each spawner in turn: the native launcher, then the Python fork server."""
+    if request.param == "python":
+        server = ForkServer.start()
+        try:
+            yield server
+        finally:
+            await server.aclose()
+        return
+    launcher = launch.start_built()
+    async with trio.open_nursery() as nursery:
+        harness = LauncherHarness(
+            launcher=launcher,
+            templates=Templates(nursery=nursery),
+            network=NetworkPool(make=launcher.network_namespace),
+        )
+        try:
+            yield harness
+        finally:
+            await harness.aclose()
+            nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
@@ -171,7 +237,7 @@ async def _drain(fd: int, sink: bytearray) -> None:
 
 
 async def run_spec(
-    server: ForkServer,
+    server: ForkServer | LauncherHarness,
     spec: SpawnSpec,
     *,
     stdin: bytes = b"",
@@ -203,16 +269,15 @@ async def run_spec(
                         if during is not None:
                             await during(process, stdout)
                 result = await process.wait()
+        with trio.fail_after(RUN_TIMEOUT):
+            await process.wait_closed()
     finally:
         process.kill()
         process.close()
     return Ran(result, bytes(stdout), bytes(stderr))
 
 
-@pytest.fixture
-def run_box(fork_server: ForkServer, box: Path) -> Callable[..., Awaitable[Ran]]:
-    """``await run_box(argv, stdin=..., during=..., **spec_options)`` in a fresh sandbox."""
-
+def _runner(server: Any, box: Path) -> Callable[..., Awaitable[Ran]]:
     async def run(
         argv: tuple[str, ...],
         *,
@@ -220,11 +285,22 @@ def run_box(fork_server: ForkServer, box: Path) -> Callable[..., Awaitable[Ran]]
         during: During | None = None,
         **options: Any,
     ) -> Ran:
-        return await run_spec(
-            fork_server, _make_spec(box, argv, **options), stdin=stdin, during=during
-        )
+        return await run_spec(server, _make_spec(box, argv, **options), stdin=stdin, during=during)
 
     return run
+
+
+@pytest.fixture
+def run_box(spawner: Any, box: Path) -> Callable[..., Awaitable[Ran]]:
+    """``await run_box(argv, stdin=..., during=..., **spec_options)`` in a fresh sandbox, once
+    through each spawner."""
+    return _runner(spawner, box)
+
+
+@pytest.fixture
+def run_box_python(fork_server: ForkServer, box: Path) -> Callable[..., Awaitable[Ran]]:
+    """``run_box`` through the Python fork server only (for what only its path does)."""
+    return _runner(fork_server, box)
 
 
 @pytest.fixture

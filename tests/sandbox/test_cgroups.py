@@ -67,6 +67,7 @@ class FakeCgroup2:
         monkeypatch.setattr(os, "mkdir", self.mkdir)
         monkeypatch.setattr(os, "rmdir", self.rmdir)
         monkeypatch.setattr(_kernfs, "write", self.write)
+        monkeypatch.setattr(_kernfs, "PeakCounter", FakePeak)
 
     def _inside(self, path: Path | str) -> bool:
         return Path(path).is_relative_to(self.root)
@@ -141,6 +142,32 @@ class FakeCgroup2:
             self._set_procs(directory, [])
         else:
             path.write_text(value)
+
+
+@attrs.define(eq=False)
+class FakePeak:
+    """memory.peak as Linux 6.12 has it: a reset through the descriptor restarts the peak
+    from memory.current (emulated by writing that value into the plain file)."""
+
+    path: Path
+    resettable: bool = True
+
+    @classmethod
+    def open(cls, path: Path) -> FakePeak:
+        return cls(path=path, resettable=path.exists())
+
+    def reset(self) -> None:
+        if self.resettable:
+            self.path.write_text((self.path.parent / "memory.current").read_text())
+
+    def read(self) -> int | None:
+        if not self.resettable or not self.path.exists():
+            self.resettable = False
+            return None
+        return int(self.path.read_text())
+
+    def close(self) -> None:
+        pass
 
 
 def _mountinfo(path: Path, *lines: str) -> Path:
@@ -329,6 +356,104 @@ def test_v2_remove_rmdirs_and_is_idempotent(fake_v2: FakeCgroup2) -> None:
         busy.remove()
 
 
+def test_v2_reset_writes_only_changed_limits(fake_v2: FakeCgroup2) -> None:
+    """A reused group gets only the limits that changed; a lifted memory limit is written max."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    fake_v2.writes.clear()
+    group.reset(LIMITS)
+    assert [name for name, _ in fake_v2.writes] == []
+    group.reset(CgroupLimits(memory_bytes=None, max_processes=16))
+    written = {name.rsplit("/", 1)[1]: value for name, value in fake_v2.writes}
+    assert written == {"memory.max": "max", "pids.max": "16"}
+    assert (path / "memory.max").read_text() == "max"
+
+
+def test_v2_readings_count_from_the_reset(fake_v2: FakeCgroup2) -> None:
+    """CPU, peak, OOM kills and pids events of a reused group are the new stage's only, and
+    page cache held from before is not counted as the new stage's memory."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    (path / "cpu.stat").write_text("usage_usec 5000\n")
+    (path / "memory.events").write_text("oom_kill 1\n")
+    (path / "pids.events").write_text("max 2\n")
+    (path / "memory.current").write_text("4000\n")
+    group.reset(LIMITS)
+    assert (group.cpu_time_ns(), group.memory_peak()) == (0, 0)
+    assert not group.oom_killed()
+    assert not group.pids_limit_hit()
+    (path / "cpu.stat").write_text("usage_usec 7500\n")
+    (path / "memory.peak").write_text("10000\n")
+    (path / "memory.events").write_text("oom_kill 2\n")
+    assert group.cpu_time_ns() == 2_500_000
+    assert group.memory_peak() == 6000
+    assert group.oom_killed()
+
+
+def test_v2_killed_group_is_made_anew(fake_v2: FakeCgroup2) -> None:
+    """After cgroup.kill the group is removed and made again before its next stage (clone3
+    into a killed group kills the child on some kernels), with its limits written again."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    group.kill()
+    (path / "memory.max").write_text("stale")
+    fake_v2.writes.clear()
+    group.reset(LIMITS)
+    assert (path / "memory.max").read_text() == str(32 * MiB)
+    assert (path / "memory.oom.group").read_text() == "1"
+    assert (path / "pids.max").read_text() == "8"
+    group.reset(LIMITS)
+    assert "box-1-run/memory.max" in [name.split("jobs/", 1)[-1] for name, _ in fake_v2.writes]
+
+
+def test_v1_reset_raises_memsw_first_and_lowers_it_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v1_files: None
+) -> None:
+    """The kernel keeps memsw >= memory: a reused group's memsw is raised before memory and
+    lowered after it; the peak restarts (memory.max_usage_in_bytes is written)."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=True), DaemonConfig())
+    group = backend.create("box-1-run", LIMITS)
+    written: list[tuple[str, str]] = []
+    real_write = _kernfs.write
+
+    def record(path: Path, value: str, *, group: str) -> None:
+        written.append((path.name, value))
+        real_write(path, value, group=group)
+
+    monkeypatch.setattr(_kernfs, "write", record)
+    group.reset(CgroupLimits(memory_bytes=64 * MiB, max_processes=8))
+    names = [name for name, _ in written]
+    assert names.index("memory.memsw.limit_in_bytes") < names.index("memory.limit_in_bytes")
+    assert ("memory.max_usage_in_bytes", "0") in written
+    written.clear()
+    group.reset(CgroupLimits(memory_bytes=16 * MiB, max_processes=8))
+    names = [name for name, _ in written]
+    assert names.index("memory.limit_in_bytes") < names.index("memory.memsw.limit_in_bytes")
+    assert "pids.max" not in names
+
+
+def test_v1_readings_count_from_the_reset(tmp_path: Path, v1_files: None) -> None:
+    """A reused v1 group: CPU from zero (cpuacct.usage reset), peak above what it held, OOM
+    kills since the reset."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
+    group = backend.create("box-1-run", LIMITS)
+    assert group.cpuacct is not None
+    (group.memory / "memory.usage_in_bytes").write_text(f"{3 * MiB}\n")
+    (group.memory / "memory.oom_control").write_text("under_oom 0\noom_kill 4\n")
+    group.reset(LIMITS)
+    assert (group.cpuacct / "cpuacct.usage").read_text() == "0"
+    (group.memory / "memory.max_usage_in_bytes").write_text(f"{10 * MiB}\n")
+    assert group.memory_peak() == 7 * MiB
+    assert not group.oom_killed()
+    (group.memory / "memory.oom_control").write_text("under_oom 0\noom_kill 5\n")
+    assert group.oom_killed()
+
+
 def test_v2_cleanup_stale_kills_and_removes(fake_v2: FakeCgroup2) -> None:
     """cleanup_stale kills and removes every group left in jobs/ and counts them."""
     backend = _detect_v2(fake_v2)
@@ -361,6 +486,46 @@ def _v1_lines(root: Path, *, unified: bool) -> list[str]:
 V1_SELF = (
     "6:freezer:/\n5:pids:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n"
 )
+
+
+V1_FILES = {
+    "memory": {
+        "memory.limit_in_bytes": "9223372036854771712\n",
+        "memory.memsw.limit_in_bytes": "9223372036854771712\n",
+        "memory.usage_in_bytes": "0\n",
+        "memory.max_usage_in_bytes": "0\n",
+        "memory.failcnt": "0\n",
+        "memory.swappiness": "60\n",
+        "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+    },
+    "pids": {"pids.max": "max\n", "pids.events": "max 0\n"},
+    "cpu,cpuacct": {"cpuacct.usage": "0\n"},
+    "freezer": {"freezer.state": "THAWED\n"},
+    "unified": {
+        "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
+        "cgroup.events": "populated 0\nfrozen 0\n",
+        "cgroup.kill": "",
+    },
+}
+"""The control files a v1 or unified group gets from the kernel, by hierarchy."""
+
+
+@pytest.fixture
+def v1_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkdir under tmp_path/cgroup fills a group with its hierarchy's control files."""
+    real_mkdir = os.mkdir
+    root = tmp_path / "cgroup"
+
+    def mkdir(path: str | Path, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        target = Path(path)
+        if dir_fd is None and target.is_relative_to(root) and "pistond-jobs" in target.parts[:-1]:
+            hierarchy = target.relative_to(root).parts[0]
+            files = {"cgroup.procs": "", "tasks": "", **V1_FILES.get(hierarchy, {})}
+            for name, text in files.items():
+                (target / name).write_text(text)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
 
 
 def _detect_files(tmp_path: Path, lines: list[str], config: DaemonConfig) -> HybridBackend:
@@ -449,7 +614,9 @@ def test_mountinfo_escapes_decoded(tmp_path: Path) -> None:
     assert [m.point for m in mounts] == [Path("/sys/fs/my cg")]
 
 
-def test_hybrid_limits_memory_before_memsw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hybrid_limits_memory_before_memsw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v1_files: None
+) -> None:
     """v1 memory.limit_in_bytes is written before memsw with the same value, then pids.max."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=True), DaemonConfig())
@@ -477,7 +644,7 @@ def test_cgroup_limits_validated() -> None:
         CgroupLimits(memory_bytes=None, max_processes=0)
 
 
-def test_v1_readings_parsed(tmp_path: Path) -> None:
+def test_v1_readings_parsed(tmp_path: Path, v1_files: None) -> None:
     """v1 readings: cpuacct.usage, max_usage_in_bytes, oom_control, pids.events, cgroup.procs."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
@@ -498,7 +665,7 @@ def test_v1_readings_parsed(tmp_path: Path) -> None:
     assert group.populated()
 
 
-def test_v1_oom_without_oom_kill_counter(tmp_path: Path) -> None:
+def test_v1_oom_without_oom_kill_counter(tmp_path: Path, v1_files: None) -> None:
     """Old kernels without oom_kill: under_oom, or failures with the peak at the limit, count."""
     root = tmp_path / "cgroup"
     backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())

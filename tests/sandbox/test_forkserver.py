@@ -279,12 +279,12 @@ def _processes_in_mount_namespace(link: str) -> list[int]:
 
 
 async def test_forkserver_close_leaves_no_prepared_namespace_holder(
-    fork_server: ForkServer, run_box: Any
+    fork_server: ForkServer, run_box_python: Any
 ) -> None:
     """Once the fork server is closed, no helper process holds a sandbox's mount namespace."""
     links = []
     for _ in range(3):
-        ran = await run_box(NS_PROBE)
+        ran = await run_box_python(NS_PROBE)
         links.append(_namespaces_of(ran.stdout)[0])
         await trio.sleep(0.05)
     await fork_server.aclose()
@@ -319,8 +319,8 @@ async def test_forkserver_timing_mode_stamps_every_process(
     assert names[-1] == "init.program reaped"
 
 
-async def test_forkserver_timing_mode_is_off_by_default(run_box: Any) -> None:
+async def test_forkserver_timing_mode_is_off_by_default(run_box_python: Any) -> None:
     """Without the variable, a sandbox's exit carries no timings."""
-    ran = await run_box(("/bin/true",))
+    ran = await run_box_python(("/bin/true",))
     assert ran.exit.exit_code == 0
     assert ran.exit.timings == ()

@@ -1,8 +1,9 @@
 """The child recipe, observed from inside real sandboxes.
 
-Rules: every test builds real sandboxes through the fork server, as root, over a box tmpfs
-mounted by a fixture; probes (``programs/observe.py``, /bin/sh) print what they see and the
-test compares whole tables. Tests skip, with the reason, where namespaces or root are absent.
+Rules: every test builds real sandboxes, once through the native launcher and once through the
+Python fork server, as root, over a box tmpfs mounted by a fixture; probes
+(``programs/observe.py``, /bin/sh) print what they see and the test compares whole tables.
+Tests skip, with the reason, where namespaces or root are absent.
 """
 
 from __future__ import annotations
@@ -247,11 +248,16 @@ async def test_recipe_network_option_shares_the_host_network(run_box: Any, box: 
     assert private["netns"] != host
 
 
-async def test_recipe_box_symlink_is_refused(run_box: Any, box: Path, tmp_path: Path) -> None:
-    """A box path that is a symlink is never followed: the spawn fails at the box bind."""
+async def test_recipe_box_symlink_is_refused(
+    run_box_python: Any, box: Path, tmp_path: Path
+) -> None:
+    """A box path that is a symlink is never followed: the spawn fails at the box bind.
+
+    Fork server only: it opens the box by path. The native launcher is handed the box as a
+    descriptor the daemon opened without following links (``test_box``)."""
     link = tmp_path / "box-link"
     link.symlink_to(box)
-    ran = await run_box(("/bin/true",), box_path=str(link))
+    ran = await run_box_python(("/bin/true",), box_path=str(link))
     assert ran.exit.setup_error is not None
     assert ran.exit.setup_error.startswith("mounts: bind source of box: ")
     assert str(tmp_path) not in ran.exit.setup_error

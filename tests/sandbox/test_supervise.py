@@ -12,15 +12,18 @@ import importlib.util
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
 import pytest
 import trio
 
+from pistond.capacity import StageGate
 from pistond.errors import SandboxError
 from pistond.models import StageStatus
 from pistond.sandbox.output import OutputCapture
+from pistond.sandbox.spawners import SpawnRequest
 from pistond.sandbox.spec import RootView, SpawnSpec, StageLimits, StageSpec
 from pistond.sandbox.supervise import (
     DRAIN_TIMEOUT,
@@ -32,11 +35,10 @@ from pistond.sandbox.supervise import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from pistond.config import DaemonConfig
     from pistond.models import StageResult
-    from pistond.sandbox import Sandbox
+    from pistond.sandbox.service import Sandbox
 
 
 def _limits(**changes: int | None) -> StageLimits:
@@ -58,6 +60,10 @@ def _spawn_spec(**changes: int | None) -> SpawnSpec:
     return SpawnSpec(stage=stage, box_path="/nonexistent", uid=60_000, cgroup_procs=())
 
 
+def _request(group: FakeGroup, **changes: int | None) -> SpawnRequest:
+    return SpawnRequest(spec=_spawn_spec(**changes), slot=0, box_fd=-1, group=group)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------- scripted process and group
 
 
@@ -65,6 +71,7 @@ def _spawn_spec(**changes: int | None) -> SpawnSpec:
 class FakeExit:
     program_status: int | None
     setup_error: str | None = None
+    complete: bool = False
 
 
 @attrs.define(eq=False)
@@ -95,6 +102,10 @@ class FakeProcess:
         await self.exited.wait()
         return FakeExit(self.status, self.setup_error)
 
+    async def wait_closed(self) -> bool:
+        await self.exited.wait()
+        return False
+
     def kill(self) -> None:
         self.killed += 1
         self.exit(signal.SIGKILL)
@@ -111,7 +122,9 @@ class FakeSpawner:
     fail: bool = False
     processes: list[FakeProcess] = attrs.field(factory=list)
 
-    async def spawn(self, spec: SpawnSpec, *, stdin: int, stdout: int, stderr: int) -> FakeProcess:
+    async def spawn(
+        self, request: SpawnRequest, *, stdin: int, stdout: int, stderr: int
+    ) -> FakeProcess:
         await trio.lowlevel.checkpoint()
         if self.fail:
             raise OSError(32, "fork server gone")
@@ -162,7 +175,7 @@ async def _run(
     spawner = FakeSpawner()
     async with trio.open_nursery() as nursery:
         async with open_supervised_stage(
-            spawner=spawner, group=group, spec=_spawn_spec(**limits)
+            spawner=spawner, request=_request(group, **limits)
         ) as stage:
             process = spawner.processes[0]
             nursery.start_soon(program, process)  # type: ignore[arg-type]
@@ -173,7 +186,7 @@ async def _run(
 
 
 async def test_supervise_clean_exit_collects_output_and_cleans() -> None:
-    """Exit 0: nil status, output kept, cgroup measured and removed, pidfd closed."""
+    """Exit 0: nil status, output kept, cgroup measured and emptied (kept), pidfd closed."""
 
     async def program(process: FakeProcess) -> None:
         os.write(process.stdout, b"hi\n")
@@ -185,7 +198,8 @@ async def test_supervise_clean_exit_collects_output_and_cleans() -> None:
     assert (result.stdout, result.stderr) == ("hi\n", "warn\n")
     assert result.output in ("hi\nwarn\n", "warn\nhi\n")
     assert (result.cpu_time, result.memory) == (5, 3_000_000)
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
     assert process.closed
 
 
@@ -333,11 +347,11 @@ async def test_supervise_exit_does_not_wait_for_pipe_holders() -> None:
 
 
 async def test_supervise_outside_cancellation_kills_and_cleans() -> None:
-    """Cancelling the stage from outside kills, reaps, removes the cgroup and re-raises."""
+    """Cancelling the stage from outside kills, reaps, empties the cgroup and re-raises."""
     group = FakeGroup(tasks=True)
     spawner = FakeSpawner()
     with trio.move_on_after(0.1) as scope:
-        async with open_supervised_stage(spawner=spawner, group=group, spec=_spawn_spec()) as stage:
+        async with open_supervised_stage(spawner=spawner, request=_request(group)) as stage:
             await stage.wait()
     assert scope.cancelled_caught
     process = spawner.processes[0]
@@ -345,36 +359,37 @@ async def test_supervise_outside_cancellation_kills_and_cleans() -> None:
     assert process.exited.is_set()
     assert process.closed
     assert group.kills >= 1
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
 async def test_supervise_leaving_block_kills_running_stage() -> None:
     """Leaving the block without waiting kills the stage; its result is SG SIGKILL."""
     spawner = FakeSpawner()
     group = FakeGroup()
-    async with open_supervised_stage(spawner=spawner, group=group, spec=_spawn_spec()) as stage:
+    async with open_supervised_stage(spawner=spawner, request=_request(group)) as stage:
         pass
     assert stage.result is not None
     assert (stage.result.status, stage.result.signal) == (StageStatus.SIGNALED, "SIGKILL")
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
-async def test_supervise_spawn_failure_raises_and_removes_group() -> None:
-    """A failed spawn is a SandboxError, and the fresh cgroup is removed."""
+async def test_supervise_spawn_failure_raises_and_empties_group() -> None:
+    """A failed spawn is a SandboxError, and the cgroup is left empty (kept for reuse)."""
     group = FakeGroup()
     with pytest.raises(SandboxError):
-        async with open_supervised_stage(
-            spawner=FakeSpawner(fail=True), group=group, spec=_spawn_spec()
-        ):
+        async with open_supervised_stage(spawner=FakeSpawner(fail=True), request=_request(group)):
             pass
-    assert group.removed
+    assert not group.tasks
+    assert not group.removed  # kept: the slot's next stage reuses it
 
 
 async def test_supervise_interactive_stdin_output_and_signal() -> None:
     """Interactive: stdin reaches the program, output streams live, signals are forwarded."""
     spawner = FakeSpawner()
     async with open_supervised_stage(
-        spawner=spawner, group=FakeGroup(), spec=_spawn_spec(), live=True
+        spawner=spawner, request=_request(FakeGroup()), live=True
     ) as stage:
         process = spawner.processes[0]
         await stage.write(b"ping")
@@ -398,7 +413,7 @@ async def test_supervise_unread_stdin_does_not_block_the_end() -> None:
     spawner = FakeSpawner()
     with trio.fail_after(5):
         async with open_supervised_stage(
-            spawner=spawner, group=FakeGroup(), spec=_spawn_spec(wall_time_ms=200)
+            spawner=spawner, request=_request(FakeGroup(), wall_time_ms=200)
         ) as stage:
             await stage.write(b"x" * (4 * 1024 * 1024))
             await stage.close_stdin()
@@ -443,15 +458,20 @@ def _real_sandbox_reason() -> str | None:
 real = pytest.mark.skipif(_real_sandbox_reason() is not None, reason=str(_real_sandbox_reason()))
 
 
-@pytest.fixture
-def fork_server() -> object:
-    """A fresh fork server per test: it is started outside trio and bound to one trio run."""
+@pytest.fixture(params=["native", "python"])
+def fork_server(request: pytest.FixtureRequest) -> object:
+    """A fresh spawner per test, each kind in turn: the native launcher, then the Python fork
+    server (the fallback). Started outside trio and bound to one trio run."""
     reason = _real_sandbox_reason()
     if reason is not None:
         pytest.skip(reason)
-    from pistond.sandbox.spawn import ForkServer  # noqa: PLC0415 (optional until it exists)
+    if request.param == "python":
+        from pistond.sandbox.spawn import ForkServer  # noqa: PLC0415
 
-    return ForkServer.start()
+        return ForkServer.start()
+    from pistond.sandbox import launch  # noqa: PLC0415
+
+    return launch.start_built()
 
 
 @pytest.fixture
@@ -466,7 +486,7 @@ def config(tmp_path: Path) -> DaemonConfig:
 
 @pytest.fixture
 async def sandbox(config: DaemonConfig, fork_server: object) -> AsyncIterator[Sandbox]:
-    from pistond.sandbox import open_sandbox  # noqa: PLC0415
+    from pistond.sandbox.service import open_sandbox  # noqa: PLC0415
 
     jobs_dirs: tuple[str, ...] = ()
     try:
@@ -511,10 +531,13 @@ def _mounted(prefix: str) -> bool:
 
 
 def _leftover_cgroups(sandbox: Sandbox) -> list[str]:
-    """Stage groups left in this sandbox's own jobs directories."""
+    """Stage groups of this sandbox that still hold a task (empty ones are kept for reuse)."""
     found = []
     for directory in getattr(sandbox.cgroups, "jobs_dirs", ()):
-        found += [entry.name for entry in os.scandir(directory) if entry.is_dir()]
+        for entry in os.scandir(directory):
+            procs = os.path.join(entry.path, "cgroup.procs")
+            if entry.is_dir() and Path(procs).read_text(encoding="ascii").strip():
+                found.append(entry.name)
     return found
 
 
@@ -661,3 +684,28 @@ async def test_real_missing_program_is_not_silent(sandbox: Sandbox) -> None:
     result = await _run_real(sandbox, _spec(("/nonexistent/program",)))
     assert result.status in (StageStatus.INTERNAL_ERROR, StageStatus.RUNTIME_ERROR)
     assert str(sandbox.config.data_directory) not in (result.message or "") + result.output
+
+
+@real
+async def test_real_idle_stage_gives_its_admission_back(sandbox: Sandbox) -> None:
+    """A stage that computes keeps its place at the stage gate; once it waits (idle for about
+    a tenth of a second) it gives the place back, so the next stage starts."""
+    gate = StageGate(1)
+    ticket = await gate.admit(deadline=trio.current_time() + 5)
+    busy_then_idle = _py(
+        "import time\nend = time.time() + 0.5\nwhile time.time() < end: pass\ntime.sleep(5)"
+    )
+    async with (
+        sandbox.open_box(0) as box,
+        box.open_stage(busy_then_idle, admission=ticket) as stage,
+    ):
+        with trio.move_on_after(0.35) as busy:
+            await gate.admit(deadline=trio.current_time() + 5)
+        assert busy.cancelled_caught, "a computing stage gave its place away"
+        with trio.fail_after(3):
+            second = await gate.admit(deadline=trio.current_time() + 5)
+        second.release()
+        stage.kill()
+        result = await stage.wait()
+    assert result.signal == "SIGKILL"
+    assert gate.running == 0

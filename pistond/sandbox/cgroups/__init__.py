@@ -1,9 +1,12 @@
 """Cgroup backends: :func:`detect` picks pure v2, hybrid, v1-only or none at daemon start.
 
 Job groups live under the daemon's own group in each hierarchy (read from /proc/self/cgroup),
-or under ``config.cgroup_root`` when it is set. The sandbox child writes its pid into every
-``RunGroup.procs_files`` entry first; the supervisor polls the readings and calls ``kill``
-until ``populated`` is False, then ``remove``.
+or under ``config.cgroup_root`` when it is set. A group is made once per box slot and stage
+kind and reused: ``reset`` readies it for each stage. The sandbox joins it first of all (the
+Python fork server writes PID 1 into every ``RunGroup.procs_files`` entry; the native launcher
+clones PID 1 into the cgroup2 group and has it join the v1 ones through ``handles``); the
+supervisor polls the readings and calls ``kill`` until ``populated`` is False; ``remove``
+happens when the daemon stops.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 from pistond.errors import SandboxError
 from pistond.sandbox.cgroups._api import CgroupBackend as CgroupBackend  # noqa: TC001 (re-exported at runtime)
 from pistond.sandbox.cgroups._api import CgroupLimits as CgroupLimits
+from pistond.sandbox.cgroups._api import GroupHandles as GroupHandles
 from pistond.sandbox.cgroups._api import RunGroup as RunGroup
 from pistond.sandbox.cgroups._layout import (
     UNIFIED,

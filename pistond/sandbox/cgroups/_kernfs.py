@@ -13,6 +13,8 @@ import re
 import time
 from typing import TYPE_CHECKING, Final
 
+import attrs
+
 from pistond.errors import SandboxError
 
 if TYPE_CHECKING:
@@ -195,3 +197,73 @@ def subdirectories(path: Path) -> list[str]:
             return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return []
+
+
+def open_directory(path: Path, *, group: str) -> int:
+    """An open descriptor of a cgroup directory (for clone3 CLONE_INTO_CGROUP).
+
+    Raises:
+        SandboxError: the directory cannot be opened.
+    """
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxError(f"cgroup {group}: cannot open the group ({_reason(exc)})") from None
+
+
+def open_for_write(path: Path, *, group: str) -> int:
+    """An open descriptor of a control file, for writing (a v1 ``tasks`` file).
+
+    Raises:
+        SandboxError: the file cannot be opened.
+    """
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxError(f"cgroup {group}: cannot open {path.name} ({_reason(exc)})") from None
+
+
+@attrs.define(eq=False)
+class PeakCounter:
+    """cgroup2 ``memory.peak`` held open: since Linux 6.12 a write to it resets the peak seen
+    through that descriptor. Where the kernel refuses the write (or the file is no counter),
+    ``resettable`` is False and the caller samples ``memory.current`` instead."""
+
+    fd: int
+    resettable: bool = True
+
+    @classmethod
+    def open(cls, path: Path) -> PeakCounter:
+        """Open ``path`` (a missing file gives a counter that is not resettable)."""
+        try:
+            return cls(fd=os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC))
+        except OSError:
+            return cls(fd=-1, resettable=False)
+
+    def reset(self) -> None:
+        """Restart the peak from the current use (if the kernel can)."""
+        if not self.resettable:
+            return
+        try:
+            os.write(self.fd, b"reset\n")
+        except OSError:
+            self.resettable = False
+            return
+        if self.read() is None:
+            self.resettable = False
+
+    def read(self) -> int | None:
+        """The peak since the reset, or None if it cannot be read as a number."""
+        if not self.resettable:
+            return None
+        try:
+            return int(os.pread(self.fd, 64, 0))
+        except (OSError, ValueError):
+            self.resettable = False
+            return None
+
+    def close(self) -> None:
+        """Close the descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -18,6 +18,7 @@ import attrs
 
 from pistond.errors import SandboxError
 from pistond.sandbox.cgroups import _kernfs
+from pistond.sandbox.cgroups._api import GroupHandles
 from pistond.sandbox.cgroups._stale import kill_and_remove
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def _sigkill(pids: list[int]) -> None:
 
 @attrs.define(eq=False)
 class HybridGroup:
-    """One stage's groups in the v1 hierarchies (and the unified one on hybrid hosts)."""
+    """One stage's groups in the v1 hierarchies (and the unified one on hybrid hosts), reused
+    stage after stage (see :meth:`reset`)."""
 
     name: str
     procs_files: tuple[str, ...]
@@ -68,34 +70,144 @@ class HybridGroup:
     """The unified group has cgroup.kill."""
     dirs: tuple[Path, ...]
     """Every distinct directory of the group, in creation order."""
+    _limits: CgroupLimits | None = None
+    _cpu_base: int = 0
+    _oom_base: int = 0
+    _pids_base: int = 0
+    _memory_base: int = 0
+    _handles: GroupHandles | None = None
+    _killed: bool = False
+    """The unified cgroup.kill was written: that group is made anew before the next stage."""
+
+    def reset(self, limits: CgroupLimits) -> None:
+        """Write the limits that changed; the readings start from now.
+
+        The v1 peak restarts from the current use (a write to memory.max_usage_in_bytes);
+        page cache the group still holds from earlier stages is not counted as the new
+        stage's. A unified group that was killed through cgroup.kill is removed and made
+        again first: some kernels (6.18 among them) go on killing every process later cloned
+        into it with CLONE_INTO_CGROUP.
+        """
+        if self._killed and self.unified is not None:
+            self._close_handles()
+            _kernfs.remove_dir(self.unified, group=self.name)
+            _kernfs.make_dir(self.unified, group=self.name)
+            self._cpu_base = 0
+        self._killed = False
+        self._write_limits(limits)
+        self._limits = limits
+        _kernfs.write(self.memory / "memory.max_usage_in_bytes", "0", group=self.name)
+        _kernfs.write_optional(self.memory / "memory.failcnt", "0", group=self.name)
+        self._memory_base = self._usage()
+        self._oom_base = self._oom_kills()
+        self._pids_base = self._pids_max_events()
+        if self.cpuacct is not None:
+            _kernfs.write(self.cpuacct / "cpuacct.usage", "0", group=self.name)
+            self._cpu_base = 0
+        else:
+            self._cpu_base = self._unified_usage_ns()
+
+    def _write_limits(self, limits: CgroupLimits) -> None:
+        """The kernel keeps memsw >= memory: memsw is raised first, and lowered last."""
+        previous = self._limits
+        name = self.name
+        # A new group has no limit: only a set one, or a change, is written.
+        if limits.memory_bytes != (None if previous is None else previous.memory_bytes):
+            value = "-1" if limits.memory_bytes is None else str(limits.memory_bytes)
+            raising = previous is not None and (
+                limits.memory_bytes is None
+                or (
+                    previous.memory_bytes is not None
+                    and limits.memory_bytes > previous.memory_bytes
+                )
+            )
+            memory = self.memory / "memory.limit_in_bytes"
+            memsw = self.memory / "memory.memsw.limit_in_bytes"
+            if raising:
+                _kernfs.write_optional(memsw, value, group=name)
+                _kernfs.write(memory, value, group=name)
+            else:
+                _kernfs.write(memory, value, group=name)
+                _kernfs.write_optional(memsw, value, group=name)
+        if previous is None:
+            try:
+                _kernfs.write_optional(self.memory / "memory.swappiness", "0", group=name)
+            except SandboxError:
+                logger.debug("cgroup %s: memory.swappiness refused", name)
+        if previous is None or limits.max_processes != previous.max_processes:
+            _kernfs.write(self.pids / "pids.max", str(limits.max_processes), group=name)
+
+    def handles(self) -> GroupHandles:
+        """The unified directory (clone3 CLONE_INTO_CGROUP) and each v1 ``tasks`` file."""
+        if self._handles is None:
+            cgroup2 = -1
+            tasks: list[int] = []
+            try:
+                if self.unified is not None:
+                    cgroup2 = _kernfs.open_directory(self.unified, group=self.name)
+                for directory in self.dirs:
+                    if directory != self.unified:
+                        tasks.append(_kernfs.open_for_write(directory / "tasks", group=self.name))
+            except SandboxError:
+                for fd in (cgroup2, *tasks):
+                    if fd >= 0:
+                        os.close(fd)
+                raise
+            self._handles = GroupHandles(cgroup2=cgroup2, tasks=tuple(tasks))
+        return self._handles
+
+    def _close_handles(self) -> None:
+        if self._handles is not None:
+            for fd in (self._handles.cgroup2, *self._handles.tasks):
+                if fd >= 0:
+                    os.close(fd)
+            self._handles = None
+
+    def _usage(self) -> int:
+        return _kernfs.read_int(self.memory / "memory.usage_in_bytes", group=self.name)
+
+    def _oom_kills(self) -> int:
+        control = _kernfs.read_keyed(self.memory / "memory.oom_control", group=self.name)
+        return control.get("oom_kill", 0)
+
+    def _pids_max_events(self) -> int:
+        return _kernfs.read_keyed(self.pids / "pids.events", group=self.name).get("max", 0)
+
+    def _unified_usage_ns(self) -> int:
+        if self.unified is None:
+            return 0
+        stat = _kernfs.read_keyed(self.unified / "cpu.stat", group=self.name)
+        return stat.get("usage_usec", 0) * 1000
 
     def cpu_time_ns(self) -> int:
-        """cpuacct.usage, or the unified cpu.stat usage_usec in nanoseconds."""
+        """cpuacct.usage, or the unified cpu.stat usage_usec in nanoseconds, since the reset."""
         if self.cpuacct is not None:
-            return _kernfs.read_int(self.cpuacct / "cpuacct.usage", group=self.name)
-        if self.unified is not None:
-            stat = _kernfs.read_keyed(self.unified / "cpu.stat", group=self.name)
-            return stat.get("usage_usec", 0) * 1000
-        return 0
+            usage = _kernfs.read_int(self.cpuacct / "cpuacct.usage", group=self.name)
+        else:
+            usage = self._unified_usage_ns()
+        return max(0, usage - self._cpu_base)
 
     def memory_peak(self) -> int:
-        """memory.max_usage_in_bytes."""
-        return _kernfs.read_int(self.memory / "memory.max_usage_in_bytes", group=self.name)
+        """memory.max_usage_in_bytes since the reset, above what the group held then."""
+        peak = _kernfs.read_int(self.memory / "memory.max_usage_in_bytes", group=self.name)
+        return max(0, peak - self._memory_base)
 
     def oom_killed(self) -> bool:
-        """memory.oom_control oom_kill > 0; on old kernels under_oom, or failures at the limit."""
+        """memory.oom_control oom_kill grew since the reset; on old kernels under_oom, or
+        failures at the limit."""
         control = _kernfs.read_keyed(self.memory / "memory.oom_control", group=self.name)
         if "oom_kill" in control:
-            return control["oom_kill"] > 0
+            return control["oom_kill"] > self._oom_base
         if control.get("under_oom", 0) > 0:
             return True
         failures = _kernfs.read_int(self.memory / "memory.failcnt", group=self.name)
         limit = _kernfs.read_int(self.memory / "memory.limit_in_bytes", group=self.name)
-        return failures > 0 and self.memory_peak() >= limit
+        peak = _kernfs.read_int(self.memory / "memory.max_usage_in_bytes", group=self.name)
+        return failures > 0 and peak >= limit
 
     def pids_limit_hit(self) -> bool:
-        """pids.events max > 0."""
-        return _kernfs.read_keyed(self.pids / "pids.events", group=self.name).get("max", 0) > 0
+        """pids.events max grew since the reset."""
+        return self._pids_max_events() > self._pids_base
 
     def populated(self) -> bool:
         """cgroup.events populated in the unified group, else any pid in a v1 cgroup.procs."""
@@ -107,6 +219,7 @@ class HybridGroup:
     def kill(self) -> None:
         """SIGKILL every task: unified cgroup.kill, else freeze, kill each pid, thaw."""
         if self.unified_kill and self.unified is not None and self.unified.is_dir():
+            self._killed = True
             _kernfs.write(self.unified / "cgroup.kill", "1", group=self.name)
             return
         if self.freezer is not None and self.freezer.is_dir():
@@ -129,11 +242,12 @@ class HybridGroup:
             _kernfs.write(state, "THAWED", group=self.name)
 
     def remove(self) -> None:
-        """rmdir every directory of the group, the unified one last.
+        """Close the group's descriptors, then rmdir every directory, the unified one last.
 
         Raises:
             SandboxError: a directory is still busy; the others are removed anyway.
         """
+        self._close_handles()
         failure: SandboxError | None = None
         for directory in self.dirs:
             try:
@@ -238,7 +352,7 @@ class HybridBackend:
         )
 
     def create(self, name: str, limits: CgroupLimits) -> HybridGroup:
-        """Make the group in every hierarchy and write its limits.
+        """Make the group in every hierarchy, write its limits and reset it.
 
         Raises:
             SandboxError: the name is taken or invalid, or a limit cannot be written; the
@@ -251,7 +365,7 @@ class HybridBackend:
             for directory in group.dirs:
                 _kernfs.make_dir(directory, group=name)
                 made.append(directory)
-            self._write_limits(group, limits)
+            group.reset(limits)
         except SandboxError:
             for directory in reversed(made):
                 try:
@@ -260,20 +374,6 @@ class HybridBackend:
                     logger.warning("cannot remove the half-made cgroup %s", directory)
             raise
         return group
-
-    @staticmethod
-    def _write_limits(group: HybridGroup, limits: CgroupLimits) -> None:
-        """Memory first, then memsw (the kernel wants memsw >= memory), then pids."""
-        name = group.name
-        if limits.memory_bytes is not None:
-            value = str(limits.memory_bytes)
-            _kernfs.write(group.memory / "memory.limit_in_bytes", value, group=name)
-            _kernfs.write_optional(group.memory / "memory.memsw.limit_in_bytes", value, group=name)
-        try:
-            _kernfs.write_optional(group.memory / "memory.swappiness", "0", group=name)
-        except SandboxError:
-            logger.debug("cgroup %s: memory.swappiness refused", name)
-        _kernfs.write(group.pids / "pids.max", str(limits.max_processes), group=name)
 
     def cleanup_stale(self) -> int:
         """Kill and remove every group left in the jobs directories by a previous daemon."""

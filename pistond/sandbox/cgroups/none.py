@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from pistond.sandbox.cgroups import _kernfs
+from pistond.sandbox.cgroups._api import GroupHandles
 
 if TYPE_CHECKING:
     from pistond.sandbox.cgroups._api import CgroupLimits
@@ -18,6 +19,13 @@ class NoneGroup:
 
     name: str
     procs_files: tuple[str, ...] = ()
+
+    def reset(self, limits: CgroupLimits) -> None:
+        """Nothing to write."""
+
+    def handles(self) -> GroupHandles:
+        """No descriptors: the launcher joins nothing."""
+        return GroupHandles()
 
     def cpu_time_ns(self) -> int:
         """Always 0: CPU time is bounded by RLIMIT_CPU only."""

@@ -11,12 +11,14 @@ Layout, for a daemon in ``<own>`` (systemd ``Delegate=yes``)::
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from pistond.errors import SandboxError
 from pistond.sandbox.cgroups import _kernfs
+from pistond.sandbox.cgroups._api import GroupHandles
 from pistond.sandbox.cgroups._stale import kill_and_remove
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ def _enable(
 
 @attrs.define(eq=False)
 class V2Group:
-    """One stage's group in a cgroup2 hierarchy."""
+    """One stage's group in a cgroup2 hierarchy, reused stage after stage (see :meth:`reset`)."""
 
     name: str
     path: Path
@@ -107,41 +109,105 @@ class V2Group:
     procs_files: tuple[str, ...]
     controllers: frozenset[str]
     """Controllers enabled for the group."""
+    _limits: CgroupLimits | None = None
+    """The limits last written (None: none yet)."""
+    _cpu_base: int = 0
+    _oom_base: int = 0
+    _pids_base: int = 0
+    _memory_base: int = 0
     _peak_seen: int = 0
+    _peak: _kernfs.PeakCounter | None = None
+    _dir_fd: int = -1
+    _killed: bool = False
+    """cgroup.kill was written: the group is made anew before its next stage (see reset)."""
+
+    def reset(self, limits: CgroupLimits) -> None:
+        """Write the limits that changed; the readings start from now.
+
+        The peak restarts through memory.peak's own reset (Linux 6.12) where the kernel has
+        it, else from memory.current samples; page cache the group still holds from earlier
+        stages is not counted as the new stage's.
+
+        A group that was killed through cgroup.kill is removed and made again first: some
+        kernels (6.18 among them) go on killing every process later cloned into such a group
+        with CLONE_INTO_CGROUP, as if the kill were still under way.
+        """
+        if self._killed:
+            self._make_anew()
+        previous = self._limits
+        if "memory" in self.controllers:
+            if previous is None:
+                _kernfs.write_optional(self.path / "memory.swap.max", "0", group=self.name)
+                _kernfs.write(self.path / "memory.oom.group", "1", group=self.name)
+            # A new group has no limit: only a set one, or a change, is written.
+            if limits.memory_bytes != (None if previous is None else previous.memory_bytes):
+                value = "max" if limits.memory_bytes is None else str(limits.memory_bytes)
+                _kernfs.write(self.path / "memory.max", value, group=self.name)
+        if "pids" in self.controllers and (
+            previous is None or limits.max_processes != previous.max_processes
+        ):
+            _kernfs.write(self.path / "pids.max", str(limits.max_processes), group=self.name)
+        self._limits = limits
+        self._cpu_base = self._usage_usec()
+        if "memory" in self.controllers:
+            self._oom_base = self._oom_kills()
+            self._memory_base = self._peak_seen = self._current()
+            if self._peak is None:
+                self._peak = _kernfs.PeakCounter.open(self.path / "memory.peak")
+            self._peak.reset()
+        if "pids" in self.controllers:
+            self._pids_base = self._pids_max_events()
+
+    def handles(self) -> GroupHandles:
+        """The group's directory, for clone3 CLONE_INTO_CGROUP."""
+        if self._dir_fd < 0:
+            self._dir_fd = _kernfs.open_directory(self.path, group=self.name)
+        return GroupHandles(cgroup2=self._dir_fd)
+
+    def _usage_usec(self) -> int:
+        return _kernfs.read_keyed(self.path / "cpu.stat", group=self.name).get("usage_usec", 0)
+
+    def _oom_kills(self) -> int:
+        return _kernfs.read_keyed(self.path / "memory.events", group=self.name).get("oom_kill", 0)
+
+    def _pids_max_events(self) -> int:
+        return _kernfs.read_keyed(self.path / "pids.events", group=self.name).get("max", 0)
+
+    def _current(self) -> int:
+        return _kernfs.read_int(self.path / "memory.current", group=self.name)
 
     def _sample_memory(self) -> int:
-        """memory.current, remembered as the peak where the kernel has no memory.peak."""
-        current = _kernfs.read_int(self.path / "memory.current", group=self.name)
-        self._peak_seen = max(self._peak_seen, current)
+        """memory.current, remembered as the peak where memory.peak cannot be reset."""
+        self._peak_seen = max(self._peak_seen, self._current())
         return self._peak_seen
 
     def cpu_time_ns(self) -> int:
-        """cpu.stat usage_usec, in nanoseconds."""
-        usage = _kernfs.read_keyed(self.path / "cpu.stat", group=self.name).get("usage_usec", 0)
-        if "memory" in self.controllers and not (self.path / "memory.peak").exists():
+        """cpu.stat usage_usec since the reset, in nanoseconds (also samples memory.current,
+        the peak of kernels whose memory.peak cannot be reset: the supervisor polls this)."""
+        usage = self._usage_usec() - self._cpu_base
+        if "memory" in self.controllers:
             self._sample_memory()
-        return usage * 1000
+        return max(0, usage) * 1000
 
     def memory_peak(self) -> int:
-        """memory.peak, or the highest memory.current seen on kernels without it."""
+        """Peak memory since the reset, above what the group held at the reset."""
         if "memory" not in self.controllers:
             return 0
-        if (self.path / "memory.peak").exists():
-            return _kernfs.read_int(self.path / "memory.peak", group=self.name)
-        return self._sample_memory()
+        counted = self._peak.read() if self._peak is not None else None
+        peak = max(counted or 0, self._sample_memory())
+        return max(0, peak - self._memory_base)
 
     def oom_killed(self) -> bool:
-        """memory.events oom_kill > 0."""
+        """memory.events oom_kill grew since the reset."""
         if "memory" not in self.controllers:
             return False
-        events = _kernfs.read_keyed(self.path / "memory.events", group=self.name)
-        return events.get("oom_kill", 0) > 0
+        return self._oom_kills() > self._oom_base
 
     def pids_limit_hit(self) -> bool:
-        """pids.events max > 0."""
+        """pids.events max grew since the reset."""
         if "pids" not in self.controllers:
             return False
-        return _kernfs.read_keyed(self.path / "pids.events", group=self.name).get("max", 0) > 0
+        return self._pids_max_events() > self._pids_base
 
     def populated(self) -> bool:
         """cgroup.events populated; a removed group has no tasks."""
@@ -153,10 +219,28 @@ class V2Group:
     def kill(self) -> None:
         """Write 1 to cgroup.kill: SIGKILL to every task, including ones forking meanwhile."""
         if self.path.is_dir():
+            self._killed = True
             _kernfs.write(self.path / "cgroup.kill", "1", group=self.name)
 
+    def _close(self) -> None:
+        if self._peak is not None:
+            self._peak.close()
+            self._peak = None
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+    def _make_anew(self) -> None:
+        """rmdir and mkdir the (empty) group: it starts with no limits and no readings."""
+        self._close()
+        _kernfs.remove_dir(self.path, group=self.name)
+        _kernfs.make_dir(self.path, group=self.name)
+        self._limits = None
+        self._killed = False
+
     def remove(self) -> None:
-        """rmdir the group's directory."""
+        """Close the group's descriptors and rmdir its directory."""
+        self._close()
         _kernfs.remove_dir(self.path, group=self.name)
 
 
@@ -222,7 +306,7 @@ class V2Backend:
         return cls(jobs=jobs, controllers=enabled)
 
     def create(self, name: str, limits: CgroupLimits) -> V2Group:
-        """Make ``jobs/<name>`` and write its limits.
+        """Make ``jobs/<name>``, write its limits and reset it.
 
         Raises:
             SandboxError: the name is taken or invalid, or a limit cannot be written.
@@ -230,22 +314,11 @@ class V2Backend:
         _kernfs.check_name(name)
         path = self.jobs / name
         _kernfs.make_dir(path, group=name)
-        group = V2Group(
-            name=name,
-            path=path,
-            procs_files=(str(path / "cgroup.procs"),),
-            controllers=self.controllers,
-        )
+        group = self._group(name)
         try:
-            if "memory" in self.controllers:
-                if limits.memory_bytes is not None:
-                    _kernfs.write(path / "memory.max", str(limits.memory_bytes), group=name)
-                _kernfs.write_optional(path / "memory.swap.max", "0", group=name)
-                _kernfs.write(path / "memory.oom.group", "1", group=name)
-            if "pids" in self.controllers:
-                _kernfs.write(path / "pids.max", str(limits.max_processes), group=name)
+            group.reset(limits)
         except SandboxError:
-            _kernfs.remove_dir(path, group=name)
+            group.remove()
             raise
         return group
 

@@ -6,8 +6,9 @@ root, so no other daemon on the host can be mistaken for it. Host runtimes (pyth
 are the read-only host view the daemon installs at start.
 
 After every test the ``attack`` fixture checks attacks.md's common post-conditions: the daemon
-answers ``ping``; no process of a box uid is left on the host; no job cgroup and no box mount
-is left; the daemon and its fork server are the same processes as at start; a canary job
+answers ``ping``; no process of a box uid is left on the host; no job cgroup holds a task (each
+box slot's stage groups are kept, empty, for reuse; no other group exists) and no box mount is
+left; the daemon and its fork server are the same processes as at start; a canary job
 ``print("ok")`` returns nil with output ``ok``. :meth:`Attack.run` also pings the daemon over a
 fresh connection while the attack runs.
 """
@@ -56,6 +57,8 @@ CLEAN_TIMEOUT: Final = 2.0
 PING_DELAY: Final = 0.3
 """Seconds into an attack when the daemon is pinged over a fresh connection."""
 LANGUAGES: Final = {".py": "python", ".c": "c", ".cpp": "c++", ".sh": "bash"}
+STAGE_KINDS: Final = ("compile", "run")
+"""Each box slot keeps one cgroup per stage kind, emptied and reused job after job."""
 CANARY: Final = 'print("ok")\n'
 
 
@@ -178,11 +181,17 @@ class AttackHost:
         return [pid for pid, uid in _process_uids().items() if uid in self.box_uids]
 
     def job_groups(self) -> list[Path]:
-        """Job cgroups that exist now (``<root>/pistond-jobs*/<job>`` in every hierarchy)."""
+        """Job cgroups (``<root>/pistond-jobs*/<group>`` in every hierarchy) that hold a task,
+        or that are not one of the box slots' reused stage groups."""
+        reused = {f"box-{slot}-{stage}" for slot in range(SLOTS) for stage in STAGE_KINDS}
         groups = []
         for root in self.cgroup_roots:
             for jobs in root.glob("pistond-jobs*"):
-                groups += [entry for entry in jobs.iterdir() if entry.is_dir()]
+                for entry in jobs.iterdir():
+                    if entry.is_dir() and (
+                        entry.name not in reused or (entry / "cgroup.procs").read_text().strip()
+                    ):
+                        groups.append(entry)
         return groups
 
     def box_mounts(self) -> list[str]:
@@ -205,7 +214,15 @@ class AttackHost:
             if not point.startswith(boxes)
         ]
         if self.boxes.is_dir():
-            found += [f"box directory {entry.name}" for entry in self.boxes.iterdir()]
+            # Each slot's mount point stays, empty, for its next job.
+            found += [
+                f"box directory {entry.name}"
+                for entry in self.boxes.iterdir()
+                if not entry.name.isdigit()
+                or int(entry.name) >= SLOTS
+                or entry.is_symlink()
+                or any(entry.iterdir())
+            ]
         return found
 
     def jobs_memory(self) -> int:
