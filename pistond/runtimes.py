@@ -16,7 +16,7 @@ import attrs
 
 from pistond.errors import RuntimeUnknown
 from pistond.models import RuntimeInfo
-from pistond.semver import Version, parse_range, parse_version
+from pistond.semver import max_satisfying
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -79,12 +79,6 @@ class Runtime:
         return name == self.language or name in self.aliases
 
 
-@attrs.frozen
-class _Snapshot:
-    runtimes: tuple[Runtime, ...]
-    versions: tuple[Version | None, ...]
-
-
 class RuntimeRegistry:
     """Every installed runtime, resolved by name or alias and a semver range.
 
@@ -98,7 +92,7 @@ class RuntimeRegistry:
     def __init__(self, load: Callable[[], list[Runtime]]) -> None:
         self._load = load
         self._lock = threading.Lock()
-        self._snapshot = _Snapshot((), ())
+        self._snapshot: tuple[Runtime, ...] = ()
         self.reload()
 
     @classmethod
@@ -130,14 +124,12 @@ class RuntimeRegistry:
                     continue
                 seen.add(key)
                 kept.append(runtime)
-            self._snapshot = _Snapshot(
-                tuple(kept), tuple(parse_version(runtime.version) for runtime in kept)
-            )
+            self._snapshot = tuple(kept)
         logger.info("%d runtimes registered", len(kept))
 
     def runtimes(self) -> list[Runtime]:
         """Every runtime, in load order."""
-        return list(self._snapshot.runtimes)
+        return list(self._snapshot)
 
     def resolve(self, language: str, version: str) -> Runtime:
         """The highest-versioned runtime named ``language`` (or aliased so) within ``version``.
@@ -145,15 +137,8 @@ class RuntimeRegistry:
         Raises:
             RuntimeUnknown: nothing matches (``<language>-<version> runtime is unknown``).
         """
-        snapshot = self._snapshot
-        wanted = parse_range(version)
-        best: tuple[Version, Runtime] | None = None
-        if wanted is not None:
-            for runtime, parsed in zip(snapshot.runtimes, snapshot.versions, strict=True):
-                if parsed is None or not runtime.answers_to(language) or not wanted.test(parsed):
-                    continue
-                if best is None or parsed > best[0]:
-                    best = (parsed, runtime)
+        named = (runtime for runtime in self._snapshot if runtime.answers_to(language))
+        best = max_satisfying(named, version, key=lambda runtime: runtime.version)
         if best is None:
             raise RuntimeUnknown(f"{language}-{version} runtime is unknown")
-        return best[1]
+        return best

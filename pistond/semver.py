@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+T = TypeVar("T")
 
 _NUM: Final = r"0|[1-9][0-9]*"
 _ID: Final = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
@@ -122,7 +124,12 @@ def _parse_prerelease(text: str | None) -> tuple[PreId, ...]:
 
 
 def parse_version(text: str) -> Version | None:
-    """The parsed version, or None when ``text`` is not a semantic version."""
+    """The parsed version, or None when ``text`` is not a semantic version (or not a string)."""
+    return _parse_version_cached(text) if isinstance(text, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_version_cached(text: str) -> Version | None:
     try:
         return Version.parse(text)
     except ValueError:
@@ -332,15 +339,39 @@ def satisfies(version: str | Version, range_text: str) -> bool:
     return parsed is not None and ranged is not None and ranged.test(parsed)
 
 
-def max_satisfying(versions: Iterable[str], range_text: str) -> str | None:
-    """The highest of ``versions`` (as written) satisfying ``range_text``, or None."""
-    best: tuple[Version, str] | None = None
-    for text in versions:
-        parsed = parse_version(text)
-        if parsed is None or not satisfies(parsed, range_text):
+@overload
+def max_satisfying(versions: Iterable[str], range_text: str) -> str | None: ...
+
+
+@overload
+def max_satisfying(
+    versions: Iterable[T], range_text: str, *, key: Callable[[T], str]
+) -> T | None: ...
+
+
+def max_satisfying(
+    versions: Iterable[Any], range_text: str, *, key: Callable[[Any], str] | None = None
+) -> Any:
+    """The highest of ``versions`` satisfying ``range_text``, or None ("highest wins").
+
+    Args:
+        versions: version strings, or any items when ``key`` gives each one's version.
+        range_text: a node-semver range; an invalid one matches nothing.
+        key: the version (as written) of an item; default: the item itself.
+
+    Returns:
+        The item (as given) with the highest satisfying version; of equal versions, the first.
+    """
+    wanted = parse_range(range_text)
+    if wanted is None:
+        return None
+    best: tuple[Version, Any] | None = None
+    for item in versions:
+        parsed = parse_version(key(item) if key is not None else str(item))
+        if parsed is None or not wanted.test(parsed):
             continue
         if best is None or parsed > best[0]:
-            best = (parsed, text)
+            best = (parsed, item)
     return None if best is None else best[1]
 
 

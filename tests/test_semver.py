@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -135,6 +139,14 @@ def test_semver_max_satisfying_highest_wins() -> None:
     assert max_satisfying(versions, "latest") is None
 
 
+def test_semver_max_satisfying_with_key_keeps_the_first_of_equals() -> None:
+    """Items are ranked by their key's version; of equal versions the first one wins."""
+    items = [("recipe", "1.2.0"), ("index", "1.2.0"), ("index", "1.10.0-rc.1"), ("x", "1.1.9")]
+    assert max_satisfying(items, "1.x", key=lambda item: item[1]) == ("recipe", "1.2.0")
+    assert max_satisfying(items, "<1.2", key=lambda item: item[1]) == ("x", "1.1.9")
+    assert max_satisfying(items, "2", key=lambda item: item[1]) is None
+
+
 @given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 def test_semver_exact_and_caret_contain_version(major: int, minor: int, patch: int) -> None:
     """Every release satisfies itself, its X-ranges, its caret and tilde ranges."""
@@ -143,3 +155,77 @@ def test_semver_exact_and_caret_contain_version(major: int, minor: int, patch: i
         assert satisfies(text, range_text)
     assert not satisfies(text, f">{text}")
     assert not satisfies(f"{text}-0", f"^{text}")
+
+
+# ---- node-semver's own fixtures (tests/data/node-semver, ISC licence) ----------------------
+
+FIXTURES = Path(__file__).parent / "data" / "node-semver"
+DEFAULTS = {"loose": False, "includePrerelease": False}
+
+
+def _fixture(name: str) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return cases
+
+
+def _default_cases(name: str) -> list[dict[str, Any]]:
+    """The cases of a fixture that use node-semver's default options, as Piston calls it."""
+    return [case for case in _fixture(name) if case.get("options", DEFAULTS) == DEFAULTS]
+
+
+def _case_id(case: dict[str, Any]) -> str:
+    return " | ".join(str(value) for key, value in case.items() if key != "options")
+
+
+@pytest.mark.parametrize("case", _default_cases("range-include"), ids=_case_id)
+def test_semver_node_fixture_range_include(case: dict[str, Any]) -> None:
+    """node-semver's range-include.js: each version satisfies its range."""
+    assert satisfies(case["version"], case["range"])
+
+
+@pytest.mark.parametrize("case", _default_cases("range-exclude"), ids=_case_id)
+def test_semver_node_fixture_range_exclude(case: dict[str, Any]) -> None:
+    """node-semver's range-exclude.js: no version satisfies its range (prereleases included)."""
+    assert not satisfies(case["version"], case["range"])
+
+
+@pytest.mark.parametrize("case", _default_cases("comparisons"), ids=_case_id)
+def test_semver_node_fixture_comparisons(case: dict[str, Any]) -> None:
+    """node-semver's comparisons.js: the first version has the higher precedence."""
+    higher, lower = Version.parse(case["a"]), Version.parse(case["b"])
+    assert higher > lower
+    assert lower < higher
+    assert higher != lower
+    assert higher.compare(lower) == 1
+    assert lower.compare(higher) == -1
+
+
+@pytest.mark.parametrize("case", _default_cases("equality"), ids=_case_id)
+def test_semver_node_fixture_equality(case: dict[str, Any]) -> None:
+    """node-semver's equality.js: both spellings are the same version."""
+    assert Version.parse(case["a"]) == Version.parse(case["b"])
+
+
+@pytest.mark.parametrize("case", _fixture("valid-versions"), ids=_case_id)
+def test_semver_node_fixture_valid_versions(case: dict[str, Any]) -> None:
+    """node-semver's valid-versions.js: components, prerelease and build identifiers."""
+    version = Version.parse(case["version"])
+    assert version.release == (case["major"], case["minor"], case["patch"])
+    assert list(version.prerelease) == case["prerelease"]
+    assert list(version.build) == case["build"]
+
+
+@pytest.mark.parametrize("case", _fixture("invalid-versions"), ids=lambda case: case["reason"])
+def test_semver_node_fixture_invalid_versions(case: dict[str, Any]) -> None:
+    """node-semver's invalid-versions.js: none of these is a version, loose or not."""
+    assert parse_version(case["version"]) is None
+
+
+def test_semver_node_fixtures_left_out_only_for_options() -> None:
+    """Only cases that pass non-default options (loose, includePrerelease) are left out: Piston
+    never passes options to node-semver."""
+    for name in ("range-include", "range-exclude", "comparisons", "equality"):
+        cases = _fixture(name)
+        used = _default_cases(name)
+        assert all(case["options"] != DEFAULTS for case in cases if case not in used)
+        assert used, name

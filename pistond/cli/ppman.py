@@ -11,7 +11,6 @@ import sys
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from pistond_packages.layout import PackageLayout
 
 from pistond.cli import explain
 from pistond.cli.errors import CliError, find_error
@@ -20,6 +19,7 @@ from pistond.cli.progress import Progress, open_progress
 from pistond.config import load_config
 from pistond.convert import converter
 from pistond.errors import ConfigError, PackageError, PackageNotFound, PistondError
+from pistond.ppman.layout import PackageLayout
 from pistond.ppman.pack import pack
 from pistond.ppman.spec import Package, SpecError, apply_spec, parse_spec, reconcile
 

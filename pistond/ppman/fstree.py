@@ -113,6 +113,18 @@ def strip_special_bits(path: Path) -> int:
     return changed
 
 
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Give ``path`` and everything under it to ``uid``/``gid``; symlinks themselves, not targets.
+
+    Raises:
+        OSError: an entry could not be changed.
+    """
+    os.lchown(path, uid, gid)
+    for directory, dirs, files in os.walk(path, followlinks=False):
+        for name in [*dirs, *files]:
+            os.lchown(os.path.join(directory, name), uid, gid)
+
+
 def hardlink_copy(source: Path, destination: Path) -> None:
     """Copy the tree ``source`` to ``destination`` with hard links for files (``cp -al``).
 

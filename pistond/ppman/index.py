@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 import attrs
-from pistond_packages.metadata import NAME_PATTERN
 
 from pistond.errors import PackageError
+from pistond.ppman.metadata import NAME_PATTERN
 from pistond.semver import parse_version
 
 if TYPE_CHECKING:

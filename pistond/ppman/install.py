@@ -9,7 +9,6 @@ Uninstall renames the package directory away (one atomic step) and then deletes 
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -17,13 +16,13 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pistond_packages.layout import BUILD_DIRECTORY, PackageLayout, format_env
-from pistond_packages.metadata import MetadataError, load_metadata
-
 from pistond.errors import PackageError
 from pistond.ppman import archive, fstree
-from pistond.ppman.build import compute_env, prepare_root, publish
+from pistond.ppman.build import compute_env, prepare_root
 from pistond.ppman.index import download
+from pistond.ppman.layout import BUILD_DIRECTORY, PackageLayout, format_env
+from pistond.ppman.metadata import MetadataError, load_metadata
+from pistond.ppman.workspace import open_workspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,22 +41,16 @@ def install_from_index(
         PackageError: already installed, download failure, ``Checksum miss-match ...``,
             an unsafe archive, or metadata that does not match the entry.
     """
-    final = PackageLayout.of(packages_directory, entry.language, entry.version)
-    if final.is_installed():
-        raise PackageError("Already installed")
-    build = packages_directory / BUILD_DIRECTORY
-    build.mkdir(parents=True, exist_ok=True, mode=0o755)
-    work = Path(tempfile.mkdtemp(prefix=f"{entry.language}-{entry.version}-", dir=build))
-    tarball = work.with_name(work.name + ".pkg.tar.gz")
-    staging = Path(tempfile.mkdtemp(prefix="jail-", dir=build))
-    try:
-        work.chmod(0o755)
+    with open_workspace(packages_directory, entry.language, entry.version) as workspace:
+        work = workspace.layout.directory
+        tarball = workspace.scratch / "pkg.tar.gz"
         host = urllib.parse.urlsplit(entry.url).hostname or "local file"
         progress(f"downloading {entry.language}-{entry.version} from {host}")
         download(entry.url, tarball, entry.sha256)
         progress("checksum verified; extracting")
         archive.extract(tarball, work)
-        layout = PackageLayout(work, entry.language, entry.version)
+        tarball.unlink()
+        layout = workspace.layout
         try:
             metadata = load_metadata(layout.metadata)
         except MetadataError:
@@ -73,7 +66,9 @@ def install_from_index(
             stale.unlink(missing_ok=True)
         if layout.root.is_dir():
             prepare_root(layout)
-        layout.env_file.write_text(format_env(compute_env(layout, staging)), encoding="utf-8")
+        layout.env_file.write_text(
+            format_env(compute_env(layout, workspace.scratch)), encoding="utf-8"
+        )
         info = layout.read_pkg_info()
         info.update(
             {
@@ -83,14 +78,7 @@ def install_from_index(
                 "installed_at": int(time.time()),
             }
         )
-        layout.pkg_info.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        publish(layout, final)
-    except BaseException:
-        fstree.remove_tree(work)
-        raise
-    finally:
-        tarball.unlink(missing_ok=True)
-        fstree.remove_tree(staging)
+        final = workspace.publish(info)
     progress(f"installed {entry.language}-{entry.version}")
     return final
 

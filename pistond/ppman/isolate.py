@@ -1,82 +1,70 @@
-"""Build-time commands inside a package root: a small namespace jail for the package manager.
+"""The build jail: package-manager commands run in the sandbox's namespaces and filesystem.
 
-Recipe commands (``environment`` for ``.env``, ``[build] warm``) never run on the host as they
-are. :func:`run_isolated` starts this module as a helper process that unshares mount, PID,
-network, IPC and UTS namespaces, forks (the child is PID 1 and dies with the helper), builds
-a root (the package's root filesystem, or a read-only host view of ``/usr`` and a curated
-``/etc`` when it has none), mounts fresh ``/proc``, ``/tmp`` and a minimal ``/dev``, binds the
-package directory read-only at its Piston path, chroots, drops to the given uid with no groups
-and execs with exactly the given environment. There is no network.
+Recipe commands (``environment`` for ``.env``, ``[build] warm``) and the registry clients (pip,
+npm) never run on the host as they are. :func:`run_jailed` starts this module as a helper
+process (a fresh single-threaded interpreter, as the fork server is). The helper unshares a PID
+namespace and forks; the child is the jail's PID 1, dies with the helper (``PR_SET_PDEATHSIG``)
+and builds the jail with :mod:`pistond.sandbox`'s own steps, the build profile of one stage:
 
-``.env`` runs as ``nobody`` over a read-only root. ``warm`` runs as root over a writable root
-(the not-yet-published build copy) so that caches land in the image, still without network.
+1. new mount, IPC and UTS namespaces (:func:`pistond.sandbox.namespaces.enter_namespaces`) and,
+   unless the command needs the registries, a new network namespace (loopback down: no network);
+2. the stage's filesystem (:func:`pistond.sandbox.mounts.build_root`): the package's root
+   filesystem, or the read-only host view for commands of rootless packages and for the
+   registry clients; the binds; a scratch directory at ``/box``; fresh ``/tmp``, ``/dev`` and
+   ``/proc``; then ``pivot_root``;
+3. for a writable root (``warm``), ``/`` remounted read-write (still nosuid, nodev);
+4. the given uid with no supplementary groups, exactly the given environment, exec.
+
+Profiles in use: ``.env`` as ``nobody`` over the read-only root without network; ``warm`` as
+root over the writable, not yet published root without network; pip and npm as ``nobody`` in
+the host view with the host's network, the package's ``/opt/<package>`` bound writable.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+from pistond.ppman.process import CommandError, Completed, run_command
+from pistond.sandbox import libc, mounts, namespaces
+from pistond.sandbox.spec import Bind, RootView, SpawnSpec, StageLimits, StageSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from pistond.sandbox.spec import Bind
-
-CLONE_NEWNS: Final = 0x00020000
-CLONE_NEWUTS: Final = 0x04000000
-CLONE_NEWIPC: Final = 0x08000000
-CLONE_NEWPID: Final = 0x20000000
-CLONE_NEWNET: Final = 0x40000000
-MS_RDONLY: Final = 1
-MS_NOSUID: Final = 2
-MS_NODEV: Final = 4
-MS_NOEXEC: Final = 8
-MS_REMOUNT: Final = 32
-MS_BIND: Final = 4096
-MS_REC: Final = 16384
-MS_PRIVATE: Final = 1 << 18
-PR_SET_PDEATHSIG: Final = 1
 NOBODY: Final = 65534
-HOST_LINKS: Final = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-HOST_ETC: Final = (
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "passwd",
-    "group",
-    "nsswitch.conf",
-    "localtime",
-    "ssl",
-)
-DEVICES: Final = ("null", "zero", "full", "random", "urandom")
 DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOSTNAME: Final = "pistond-build"
+TMP_SIZE: Final = 1024 * 1024 * 1024
+"""Bytes the jail's /tmp may hold (tmpfs: memory is used only as files are written)."""
+TMP_INODES: Final = 262144
+_NO_LIMITS: Final = StageLimits(1, 1, None, 1, 1, 1, 1)
+"""The mount steps read no limit; the deadline of a jailed command is the caller's timeout."""
 
 
 class IsolationError(RuntimeError):
-    """Raised by :func:`run_isolated` when the helper cannot start or times out."""
+    """Raised by :func:`run_jailed` when the jail cannot start or its command times out."""
 
 
 @attrs.frozen
 class IsolatedCommand:
-    """A command to run in a jail over a package root."""
+    """A command to run in the build jail."""
 
     argv: tuple[str, ...]
-    root: str | None
+    box: str
+    """A host directory bound read-write at ``/box`` (scratch space, HOME of registry clients)."""
+    root: str | None = None
     """The root filesystem; None for the read-only host view."""
-    staging: str
-    """An empty host directory used as the jail's mount point."""
     binds: tuple[Bind, ...] = ()
-    """Read-only binds; their targets must exist in a read-only root."""
+    """Further binds; their targets must exist in a root filesystem (the host view creates them)."""
     writable_root: bool = False
+    network: bool = False
+    """Share the host's network (registry clients); otherwise a network namespace of its own."""
     cwd: str = "/"
     env: Mapping[str, str] = attrs.field(factory=lambda: {"PATH": DEFAULT_PATH})
     uid: int = NOBODY
@@ -85,195 +73,109 @@ class IsolatedCommand:
         """The wire form passed to the helper."""
         return json.dumps(attrs.asdict(self, value_serializer=_plain))
 
+    @classmethod
+    def from_json(cls, text: str) -> IsolatedCommand:
+        """Rebuild a command from :meth:`to_json` output."""
+        data = json.loads(text)
+        return cls(
+            **{
+                **data,
+                "argv": tuple(data["argv"]),
+                "binds": tuple(Bind(**bind) for bind in data["binds"]),
+            }
+        )
+
+    def spawn_spec(self) -> SpawnSpec:
+        """The sandbox stage this command's filesystem is built from."""
+        return SpawnSpec(
+            stage=StageSpec(
+                argv=self.argv,
+                env=self.env,
+                root=RootView(path=self.root, binds=self.binds),
+                limits=_NO_LIMITS,
+                cwd=self.cwd,
+                network=self.network,
+            ),
+            box_path=self.box,
+            uid=self.uid or NOBODY,
+            cgroup_procs=(),
+            hostname=HOSTNAME,
+            tmp_size=TMP_SIZE,
+            tmp_inodes=TMP_INODES,
+        )
+
 
 def _plain(_instance: object, _field: object, value: Any) -> Any:
     return dict(value) if hasattr(value, "items") else value
 
 
-def _command(command: IsolatedCommand) -> list[str]:
-    return [sys.executable, "-I", "-m", "pistond.ppman.isolate", command.to_json()]
-
-
-def _start(command: IsolatedCommand, *, stderr: int) -> subprocess.Popen[bytes]:
-    """Start the jail helper for ``command`` in its own session, stdout piped.
-
-    Raises:
-        IsolationError: the helper could not start.
-    """
-    try:
-        return subprocess.Popen(
-            _command(command),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-            env={"PATH": DEFAULT_PATH},
-        )
-    except OSError as exc:
-        raise IsolationError(f"cannot start the build jail: {exc}") from None
-
-
-def run_isolated(
+def run_jailed(
     command: IsolatedCommand,
     *,
     timeout: float,
-    on_line: Callable[[str], None] | None = None,
-) -> tuple[int, bytes]:
-    """Run ``command`` in the jail; return its exit status and its stdout.
+    on_line: Callable[[str], None],
+    capture: bool = False,
+) -> Completed:
+    """Run ``command`` in the build jail and wait for it.
 
-    stderr lines go to ``on_line`` (or are dropped). A command still running after
-    ``timeout`` seconds is killed with its whole namespace.
-
-    Raises:
-        IsolationError: the helper could not start, or the command timed out.
-    """
-    process = _start(command, stderr=subprocess.PIPE)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise IsolationError(f"{command.argv[0]} timed out after {timeout:.0f} s") from None
-    if on_line is not None:
-        for line in stderr.decode("utf-8", "replace").splitlines():
-            on_line(line[:1000])
-    return process.returncode, stdout
-
-
-def stream_isolated(
-    command: IsolatedCommand, *, timeout: float, on_line: Callable[[str], None]
-) -> int:
-    """Run ``command`` in the jail with stdout and stderr merged into ``on_line`` as they come.
+    Args:
+        command: what to run, and over which root.
+        timeout: seconds before the helper's whole process group (the jail with it) is killed.
+        on_line: receives output lines (stderr only, when ``capture`` is set).
+        capture: keep the command's stdout as bytes.
 
     Raises:
         IsolationError: the helper could not start, or the command timed out.
     """
-    process = _start(command, stderr=subprocess.STDOUT)
-    expired = threading.Event()
-
-    def kill() -> None:
-        expired.set()
-        os.killpg(process.pid, signal.SIGKILL)
-
-    timer = threading.Timer(timeout, kill)
-    timer.start()
     try:
-        stream: IO[bytes] | None = process.stdout
-        assert stream is not None
-        for raw in stream:
-            on_line(raw.decode("utf-8", "replace").rstrip("\n")[:1000])
-        returncode = process.wait()
-    finally:
-        timer.cancel()
-    if expired.is_set():
-        raise IsolationError(f"{command.argv[0]} timed out after {timeout:.0f} s")
-    return returncode
+        return run_command(
+            [sys.executable, "-I", "-m", "pistond.ppman.isolate", command.to_json()],
+            env={"PATH": DEFAULT_PATH},
+            timeout=timeout,
+            on_line=on_line,
+            capture=capture,
+            name=os.path.basename(command.argv[0]),
+        )
+    except CommandError as exc:
+        raise IsolationError(str(exc)) from None
 
 
 # ---- the helper process (runs as root, single-threaded) -------------------------------------
 
-_libc: Any = None
 
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"{what}: {os.strerror(error)}")
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
-    _check(
-        _libc.mount(
-            source.encode() if source else None,
-            target.encode(),
-            fstype.encode() if fstype else None,
-            ctypes.c_ulong(flags),
-            data.encode() if data else None,
-        ),
-        f"mount {target}",
-    )
-
-
-def _bind(source: str, target: str, *, writable: bool = False) -> None:
-    _mount(source, target, None, MS_BIND | MS_REC)
-    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV
-    _mount(None, target, None, flags if writable else flags | MS_RDONLY)
-
-
-def _mount_point(path: str, *, directory: bool = True) -> None:
-    if os.path.lexists(path):
-        return
-    if directory:
-        os.makedirs(path, mode=0o755)
-    else:
-        with open(path, "x"):
-            pass
-
-
-def _host_view(new_root: str) -> None:
-    _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=8m")
-    os.mkdir(f"{new_root}/usr")
-    _bind("/usr", f"{new_root}/usr")
-    for name in HOST_LINKS:
-        host = f"/{name}"
-        if os.path.islink(host):
-            os.symlink(os.readlink(host), f"{new_root}/{name}")
-        elif os.path.isdir(host):
-            os.mkdir(f"{new_root}/{name}")
-            _bind(host, f"{new_root}/{name}")
-    os.mkdir(f"{new_root}/etc")
-    for name in HOST_ETC:
-        host = f"/etc/{name}"
-        if os.path.exists(host):
-            _mount_point(f"{new_root}/etc/{name}", directory=os.path.isdir(host))
-            _bind(host, f"{new_root}/etc/{name}")
-    for name in ("proc", "dev", "tmp"):
-        os.mkdir(f"{new_root}/{name}")
-
-
-def _child(spec: dict[str, Any]) -> None:
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    new_root = spec["staging"]
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    if spec["root"] is None:
-        _host_view(new_root)
-    else:
-        _bind(spec["root"], new_root, writable=spec["writable_root"])
-    for bind in spec["binds"]:
-        target = new_root + bind["target"]
-        if spec["root"] is None or spec["writable_root"]:
-            _mount_point(target, directory=os.path.isdir(bind["source"]))
-        _bind(bind["source"], target)
-    _mount("proc", f"{new_root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount("tmpfs", f"{new_root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m")
-    _mount("tmpfs", f"{new_root}/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
-    for name in DEVICES:
-        _mount_point(f"{new_root}/dev/{name}", directory=False)
-        _mount(f"/dev/{name}", f"{new_root}/dev/{name}", None, MS_BIND)
-    os.symlink("/proc/self/fd", f"{new_root}/dev/fd")
-    if spec["root"] is None:
-        _mount(None, new_root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.chroot(new_root)
-    os.chdir(spec["cwd"])
-    uid = spec["uid"]
+def _enter_jail(command: IsolatedCommand) -> None:
+    """In the jail's PID 1: namespaces, filesystem, credentials; then exec (never returns)."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    namespaces.enter_namespaces(network=command.network)
+    spec = command.spawn_spec()
+    mounts.build_root(spec)
+    # Without the registries the jail has no network at all: its loopback stays down (bringing
+    # it up would need CAP_NET_ADMIN, which a container may not grant; no build step needs it).
+    namespaces.set_hostname(spec.hostname)
+    if command.writable_root:
+        # The root is a read-only bind of the build's own tree; the build profile lifts only
+        # the read-only flag of that one mount (nosuid and nodev stay).
+        libc.mount(
+            None,
+            "/",
+            None,
+            libc.MS_REMOUNT | libc.MS_BIND | libc.MS_NOSUID | libc.MS_NODEV,
+            what="writable /",
+        )
+    os.chdir(command.cwd)
     os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    os.execve(spec["argv"][0], spec["argv"], spec["env"])
+    os.setresgid(command.uid, command.uid, command.uid)
+    os.setresuid(command.uid, command.uid, command.uid)
+    os.execve(command.argv[0], command.argv, dict(command.env))
 
 
 def _helper_main(argv: list[str]) -> int:
-    global _libc  # noqa: PLW0603 (the helper process loads libc once)
-    _libc = ctypes.CDLL(None, use_errno=True)
-    spec = json.loads(argv[1])
-    _check(
-        _libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS),
-        "unshare",
-    )
+    command = IsolatedCommand.from_json(argv[1])
+    libc.unshare(libc.CLONE_NEWPID)
     pid = os.fork()
     if pid == 0:
         try:
-            _child(spec)
+            _enter_jail(command)
         except BaseException as exc:
             os.write(2, f"build jail: {exc}\n".encode())
         os._exit(127)

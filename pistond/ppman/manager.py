@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
-from pistond_packages.layout import PackageLayout, installed_packages
 
 from pistond.errors import PackageError, PackageNotFound
 from pistond.models import PackageInfo
 from pistond.ppman import install as installing
 from pistond.ppman.build import Builder
 from pistond.ppman.index import IndexCache, IndexEntry
+from pistond.ppman.layout import PackageLayout, installed_packages
 from pistond.ppman.recipes import (
     HostSource,
     Recipe,
@@ -27,7 +27,7 @@ from pistond.ppman.recipes import (
     find_recipes,
     host_binaries_present,
 )
-from pistond.semver import Version, parse_range, parse_version
+from pistond.semver import max_satisfying
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -153,19 +153,11 @@ class PackageManager:
         Raises:
             PackageNotFound: ``Requested package <language>-<version> does not exist``.
         """
-        wanted = parse_range(version)
-        best: tuple[Version, Candidate] | None = None
-        for candidate in candidates:
-            parsed = parse_version(candidate.version)
-            if candidate.language != language or parsed is None or wanted is None:
-                continue
-            if not wanted.test(parsed):
-                continue
-            if best is None or parsed > best[0]:
-                best = (parsed, candidate)
+        named = (candidate for candidate in candidates if candidate.language == language)
+        best = max_satisfying(named, version, key=lambda candidate: candidate.version)
         if best is None:
             raise PackageNotFound(f"Requested package {language}-{version} does not exist")
-        return best[1]
+        return best
 
     def _lock(self, language: str) -> trio.Lock:
         return self._locks.setdefault(language, trio.Lock())

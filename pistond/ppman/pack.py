@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from pistond_packages.layout import ENV_FILE, MARKER
-
 from pistond.errors import PackageError
 from pistond.ppman import archive
 from pistond.ppman.index import IndexEntry, sha256_file
+from pistond.ppman.layout import ENV_FILE, MARKER
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pistond_packages.layout import PackageLayout
+    from pistond.ppman.layout import PackageLayout
 
 EXCLUDED: Final = (ENV_FILE, MARKER, "pkg.tar.gz")
 """Computed at install time on the receiving host, never shipped."""

@@ -2,8 +2,12 @@
 
 ``source.toml`` holds exactly one source table:
 
-- ``[debian]`` ``suite`` (bookworm, bookworm-backports, trixie) and ``packages``;
-- ``[pypi]`` ``requirement`` (a pip requirement) and optional ``debian_packages``;
+- ``[debian]`` ``suite`` (any suite the host's mirror serves: bullseye, bookworm,
+  bookworm-backports, trixie, forky, sid, ...), ``packages`` (each optionally pinned as
+  ``name=version``) and optional ``version_of`` (the package whose upstream version is the
+  recipe's; default the first, ``""`` for none);
+- ``[pypi]`` ``requirement`` (a pip requirement), optional ``debian_packages`` and ``sdists``
+  (distributions pip may build from source: pure Python only, inside the build jail);
 - ``[npm]`` ``spec`` (a string or a list of npm specs) and optional ``debian_packages``;
 - ``[host]`` ``binaries`` (absolute host paths that must exist) and ``version_command``.
 
@@ -23,21 +27,22 @@ import tomllib
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from pistond_packages.metadata import NAME_PATTERN, MetadataError, load_metadata
 
+from pistond.ppman.metadata import NAME_PATTERN, MetadataError, load_metadata
 from pistond.semver import parse_version
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from pistond_packages.metadata import PackageMetadata
+    from pistond.ppman.metadata import PackageMetadata
 
 logger = logging.getLogger(__name__)
 
 HOST_VERSION: Final = "host"
 """Directory name (and metadata version) of recipes whose version is detected on the host."""
-SUITES: Final = ("bookworm", "bookworm-backports", "trixie")
+SUITE_PATTERN: Final = re.compile(r"[a-z]+(?:-backports)?")
+"""Suite names a recipe may ask for; whether the host's mirror serves it is checked at build."""
 SOURCE_FILE: Final = "source.toml"
 RECIPE_FILES: Final = ("metadata.json", "source.toml", "run", "compile", "environment")
 """Files copied into an installed package, besides ``test.*``."""
@@ -56,6 +61,10 @@ class DebianSource:
 
     suite: str
     packages: tuple[str, ...]
+    """Debian package names, each optionally pinned as ``name=version``."""
+    version_of: str | None = None
+    """The package whose upstream version is the recipe's version (checked before a build);
+    None: the first of ``packages``; empty: not checked."""
 
 
 @attrs.frozen
@@ -64,6 +73,8 @@ class PypiSource:
 
     requirement: str
     debian_packages: tuple[str, ...] = ()
+    sdists: tuple[str, ...] = ()
+    """Distributions pip may build from source (pure Python only, inside the build jail)."""
 
 
 @attrs.frozen
@@ -224,18 +235,28 @@ def _debian_packages(value: object, field: str, fail: Any, *, required: bool) ->
 
 
 def _parse_debian(table: dict[str, Any], fail: Any) -> DebianSource:
-    _keys(table, {"suite", "packages"}, fail)
+    _keys(table, {"suite", "packages", "version_of"}, fail)
     suite = table.get("suite")
-    if suite not in SUITES:
-        raise fail(f"suite must be one of {', '.join(SUITES)}")
-    return DebianSource(
-        suite=suite,
-        packages=_debian_packages(table.get("packages"), "packages", fail, required=True),
-    )
+    if not isinstance(suite, str) or not SUITE_PATTERN.fullmatch(suite):
+        raise fail("suite must be a Debian suite name such as bookworm or bookworm-backports")
+    packages = _debian_packages(table.get("packages"), "packages", fail, required=True)
+    version_of = table.get("version_of")
+    names = [package.partition("=")[0] for package in packages]
+    if version_of is not None and (
+        not isinstance(version_of, str) or version_of not in [*names, ""]
+    ):
+        raise fail("version_of must name one of packages (or be empty)")
+    return DebianSource(suite=suite, packages=packages, version_of=version_of)
 
 
 def _parse_pypi(table: dict[str, Any], fail: Any) -> PypiSource:
-    _keys(table, {"requirement", "debian_packages"}, fail)
+    _keys(table, {"requirement", "debian_packages", "sdists"}, fail)
+    sdists = table.get("sdists", [])
+    if not isinstance(sdists, list) or not all(
+        isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)
+        for name in sdists
+    ):
+        raise fail("sdists must be a list of distribution names")
     requirement = table.get("requirement")
     if not isinstance(requirement, str) or not re.fullmatch(
         r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?\s*(===?|~=|>=|<=|!=|<|>)?\s*[A-Za-z0-9.*+!_-]*",
@@ -247,6 +268,7 @@ def _parse_pypi(table: dict[str, Any], fail: Any) -> PypiSource:
         debian_packages=_debian_packages(
             table.get("debian_packages", []), "debian_packages", fail, required=False
         ),
+        sdists=tuple(sdists),
     )
 
 

@@ -11,9 +11,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from pistond.hookspecs import hookimpl
+from pistond.ppman.layout import installed_packages
+from pistond.ppman.metadata import MetadataError, load_metadata
 from pistond.resources import RECIPES, shipped
-from pistond_packages.layout import installed_packages
-from pistond_packages.metadata import MetadataError, load_metadata
 from pistond_packages.runtime import package_runtimes
 
 if TYPE_CHECKING:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pistond.ppman.layout import parse_env
 from pistond.runtimes import Runtime
 from pistond.sandbox.spec import Bind, RootView
-from pistond_packages.layout import parse_env
 
 if TYPE_CHECKING:
-    from pistond_packages.layout import PackageLayout
-    from pistond_packages.metadata import PackageMetadata
+    from pistond.ppman.layout import PackageLayout
+    from pistond.ppman.metadata import PackageMetadata
 
 BASH = "/bin/bash"
 

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from pistond_packages import shipped_recipes
-from pistond_packages.metadata import load_metadata
 
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.playground.examples import (
@@ -26,7 +24,8 @@ from pistond.gateway.playground.examples import (
     load_examples,
 )
 from pistond.gateway.playground.negotiation import prefers_html
-from pistond.gateway.playground.page import STATIC, Playground
+from pistond.gateway.playground.page import STATIC, Playground, shipped_recipes
+from pistond.ppman.metadata import load_metadata
 
 if TYPE_CHECKING:
     from .conftest import GatewayStack

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pistond_packages import pistond_runtimes
-from pistond_packages.layout import PackageLayout, format_env, installed_packages, parse_env
-from pistond_packages.metadata import MetadataError, load_metadata
 
 from pistond.config import DaemonConfig
+from pistond.ppman.layout import PackageLayout, format_env, installed_packages, parse_env
+from pistond.ppman.metadata import MetadataError, load_metadata
 from pistond.testing.conformance import check_runtime
 
 if TYPE_CHECKING:

@@ -7,13 +7,15 @@ import os
 import shutil
 import socket
 import stat
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import pytest
-from pistond_packages.layout import PackageLayout, installed_packages, parse_env
 
 from pistond.errors import PackageError
+from pistond.ppman import aptsources
 from pistond.ppman.build import Builder, compute_env, prepare_root
+from pistond.ppman.layout import PackageLayout, installed_packages, parse_env
 from pistond.ppman.recipes import load_recipe
 
 if TYPE_CHECKING:
@@ -27,10 +29,14 @@ def debian_reachable() -> str | None:
     """Why a Debian build cannot run here, or None."""
     if shutil.which("mmdebstrap") is None and shutil.which("apt-get") is None:
         return "neither mmdebstrap nor apt-get is installed"
+    sources = aptsources.host_sources()
+    if not sources:
+        return "the host has no Debian apt sources"
+    address = urllib.parse.urlsplit(sources[0].uri)
     try:
-        socket.create_connection(("deb.debian.org", 80), timeout=5).close()
+        socket.create_connection((address.hostname, address.port or 80), timeout=5).close()
     except OSError as exc:
-        return f"the Debian archive is unreachable: {exc}"
+        return f"the host's Debian mirror is unreachable: {exc}"
     return None
 
 
@@ -118,7 +124,7 @@ def test_build_prepare_root_refuses_symlinked_mount_point(tmp_path: Path) -> Non
 def test_build_unknown_debian_package_leaves_nothing(
     tmp_path: Path, recipe: Callable[..., Path]
 ) -> None:
-    """A Debian recipe naming a package that does not exist fails and leaves nothing."""
+    """A Debian recipe naming a package its suite lacks fails before mmdebstrap, leaving nothing."""
     reason = debian_reachable()
     if reason:
         pytest.skip(reason)
@@ -129,7 +135,7 @@ def test_build_unknown_debian_package_leaves_nothing(
         '[debian]\nsuite = "bookworm"\npackages = ["pistond-no-such-package"]\n',
     )
     packages = tmp_path / "packages"
-    with pytest.raises(PackageError, match="mmdebstrap failed"):
+    with pytest.raises(PackageError, match="bookworm has no package pistond-no-such-package"):
         Builder(packages, lambda _line: None, timeout=300).build(load_recipe(source), "1.0.0")
     assert not (packages / "nothing").exists()
     assert list((packages / ".build").iterdir()) == []
@@ -174,3 +180,39 @@ def test_build_small_debian_root(tmp_path: Path, recipe: Callable[..., Path]) ->
         from pistond.ppman.fstree import remove_tree  # noqa: PLC0415
 
         remove_tree(packages)
+
+
+def test_build_sdists_must_be_pure_python(tmp_path: Path) -> None:
+    """A distribution a recipe lets pip build from source must have built a pure wheel."""
+    from pistond.ppman.build import check_pure_sdists  # noqa: PLC0415
+
+    (tmp_path / "docopt-0.6.2.dist-info").mkdir()
+    (tmp_path / "docopt-0.6.2.dist-info" / "WHEEL").write_text("Root-Is-Purelib: true\n")
+    report = {"install": [{"metadata": {"name": "docopt"}}]}
+    check_pure_sdists(tmp_path, ["docopt"], report)
+    (tmp_path / "fastthing-1.0.dist-info").mkdir()
+    (tmp_path / "fastthing-1.0.dist-info" / "WHEEL").write_text("Root-Is-Purelib: false\n")
+    with pytest.raises(PackageError, match="fastthing is not pure Python"):
+        check_pure_sdists(tmp_path, ["docopt", "FastThing"], report)
+
+
+def test_build_extension_modules_must_suit_the_root_python(tmp_path: Path) -> None:
+    """Extension modules for the daemon's Python are refused in a root with another python3."""
+    import sys  # noqa: PLC0415
+
+    from pistond.ppman.build import check_python_abi  # noqa: PLC0415
+
+    opt, root = tmp_path / "opt", tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    opt.mkdir()
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    (opt / f"fast.{tag}-x86_64-linux-gnu.so").write_text("")
+    check_python_abi(opt, root)  # no python3 in the root: nothing to break
+    (root / "usr" / "bin" / "python3").write_text("")
+    (root / "usr" / "bin" / "python3.2").write_text("")
+    with pytest.raises(PackageError, match="extension modules for Python"):
+        check_python_abi(opt, root)
+    (root / "usr" / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}").write_text(
+        ""
+    )
+    check_python_abi(opt, root)

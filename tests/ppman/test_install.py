@@ -8,12 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pistond_packages.layout import PackageLayout
 
 from pistond.errors import PackageError
 from pistond.ppman.build import Builder
 from pistond.ppman.index import IndexEntry, sha256_file
 from pistond.ppman.install import install_from_index, uninstall
+from pistond.ppman.layout import PackageLayout
 from pistond.ppman.pack import pack
 from pistond.ppman.recipes import load_recipe
 

@@ -67,7 +67,15 @@ def test_recipes_parse_every_source(
             '[debian]\nsuite = "bookworm"\npackages = ["a"]\n[pypi]\nrequirement = "x"\n',
             "exactly one",
         ),
-        ('[debian]\nsuite = "jessie"\npackages = ["lua5.4"]\n', "debian.suite must be one of"),
+        (
+            '[debian]\nsuite = "../etc"\npackages = ["lua5.4"]\n',
+            "debian.suite must be a Debian suite name",
+        ),
+        (
+            '[debian]\nsuite = "sid"\npackages = ["lua5.4"]\nversion_of = "lua"\n',
+            "debian.version_of must name one of packages",
+        ),
+        ('[pypi]\nrequirement = "vyxal"\nsdists = ["../x"]\n', "pypi.sdists must be a list"),
         ('[debian]\nsuite = "bookworm"\npackages = []\n', "debian.packages must be a non-empty"),
         ('[debian]\nsuite = "bookworm"\npackages = ["Bad Name"]\n', "debian.packages"),
         (

@@ -13,12 +13,13 @@ import stat
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from pistond_packages.metadata import MetadataError, load_metadata
+
+from pistond.ppman.metadata import MetadataError, load_metadata
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pistond_packages.metadata import PackageMetadata, ProvidedLanguage
+    from pistond.ppman.metadata import PackageMetadata, ProvidedLanguage
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from pistond_packages import shipped_recipes
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pistond.gateway.playground.examples import Example, load_examples
 from pistond.gateway.playground.negotiation import prefers_html
+from pistond.resources import RECIPES, shipped
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -86,6 +86,12 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+def shipped_recipes() -> Path | None:
+    """The recipes shipped with pistond (see :mod:`pistond.resources`), if any."""
+    recipes = shipped(RECIPES)
+    return recipes if recipes is not None and recipes.is_dir() else None
 
 
 @attrs.define(eq=False)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import trio
-from pistond_packages.layout import PISTON_PACKAGES
 
 from pistond.models import StageResult, StageStatus
+from pistond.ppman.layout import PISTON_PACKAGES
 
 from .conftest import MAX_FILE_SIZE, RUN_TIMEOUT, Attack, table
 

@@ -1,0 +1,2 @@
+Print("OK\n");
+QUIT;

@@ -1,0 +1,5 @@
+class Test {
+  static function main() {
+    Sys.println("OK");
+  }
+}

@@ -1,0 +1,2 @@
+define(`WORD', `OK')dnl
+WORD

@@ -1,0 +1,4 @@
+program OK;
+begin
+    writeln('OK');
+end.

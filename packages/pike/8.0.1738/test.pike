@@ -1,0 +1,4 @@
+int main() {
+  write("OK\n");
+  return 0;
+}
