@@ -2,7 +2,8 @@
 
 After the last test, no process may run as a box uid (every test daemon uses uids from 60000
 up, never the host's), no box tmpfs may stay mounted, and no job cgroup may remain. Any
-leftover fails the run, listed by what it is.
+leftover fails the run, listed by what it is. The jobs groups of daemons that were already
+running when the run started (another checkout's, a host service) are not the run's.
 """
 
 from __future__ import annotations
@@ -38,11 +39,21 @@ def _box_mounts() -> list[str]:
     ]
 
 
+_EARLIER_JOBS_GROUPS: set[Path] = set()
+"""Jobs groups present when the run started: other daemons' (filled at session start)."""
+
+
+def _jobs_groups() -> list[Path]:
+    return _walk_quietly(CGROUP_ROOT, "**/pistond-jobs*")
+
+
 def _job_cgroups() -> list[str]:
-    """Job groups that still exist (every daemon removes its groups when it stops)."""
+    """Job groups of the run's daemons that still exist (each removes its groups when it
+    stops)."""
     found = []
-    for jobs in _walk_quietly(CGROUP_ROOT, "**/pistond-jobs*"):
-        found += [f"cgroup {group}" for group in _walk_quietly(jobs, "box-*") if group.is_dir()]
+    for jobs in _jobs_groups():
+        if jobs not in _EARLIER_JOBS_GROUPS:
+            found += [f"cgroup {group}" for group in _walk_quietly(jobs, "box-*") if group.is_dir()]
     return found
 
 
@@ -58,6 +69,11 @@ def _walk_quietly(root: Path, pattern: str) -> list[Path]:
 def leftovers() -> list[str]:
     """Sandbox processes, box mounts and job cgroups alive now."""
     return _box_processes() + _box_mounts() + _job_cgroups()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note the jobs groups of daemons already running on the host."""
+    _EARLIER_JOBS_GROUPS.update(_jobs_groups())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
