@@ -137,6 +137,8 @@ def prepare_root(plan: RootPlan) -> None:
     namespace the next sandbox with the same :func:`root_key` then enters; the native
     launcher's templates (:mod:`pistond.sandbox.templates`) are built by it too.
     """
+    # systemd makes / a shared mount: without this, every mount below would propagate back
+    # into the host's namespace (and the host's later mounts into the sandbox).
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE, what="private /")
     with _Sources() as sources:
         root = plan.root
@@ -152,12 +154,16 @@ def prepare_root(plan: RootPlan) -> None:
             _user_bind(bind, fd, create=runtime is None)
         _dev(devices, make_nodes=plan.shared)
     if root.path is None:
+        # Only now: the tmpfs root had to stay writable for its mount points, links and /etc.
         libc.mount(None, STAGING, None, libc.MS_REMOUNT | _RO | _BASE, what="read-only /")
     _pivot()
 
 
 def finish_root(spec: SpawnSpec, box: int) -> None:
     """The per-sandbox part, in the pivoted root: the box at ``/box``, fresh tmpfs and /proc."""
+    # The box is a detached tree (open_tree's clone): its flags are set before it is attached,
+    # so it is never visible with setuid or device access; private, so that no mount event
+    # propagates between it and the daemon's box mount.
     libc.mount_setattr(
         box,
         "",
@@ -246,8 +252,12 @@ def _inside(path: str) -> str:
 
 def _bind(source: str, target: str, *, writable: bool, what: str, dev: bool = False) -> None:
     """Bind ``source`` on ``target``, then remount it nosuid (nodev unless ``dev``), maybe ro."""
+    # Two calls because the kernel ignores every flag but MS_REC on a new bind: the per-mount
+    # flags (read-only, nosuid, nodev) only take on a remount of the bind. Not MS_REC, so the
+    # source's submounts stay out of the sandbox.
     libc.mount(source, target, None, libc.MS_BIND, what=f"bind {what}")
     flags = libc.MS_REMOUNT | libc.MS_BIND | libc.MS_NOSUID
+    # A device node must not be nodev, so it is at least noexec.
     flags |= libc.MS_NOEXEC if dev else libc.MS_NODEV
     if not writable:
         flags |= libc.MS_RDONLY
@@ -388,6 +398,7 @@ def _dev(devices: dict[str, str], *, make_nodes: bool) -> None:
     access (nothing else of the sandbox does), and being read-only it gets no new node.
     """
     dev = _inside("/dev")
+    # The one mount without nodev (device nodes must work), hence noexec, and read-only below.
     _tmpfs(
         dev, "size=64k,nr_inodes=64,mode=0755", what="/dev", flags=libc.MS_NOSUID | libc.MS_NOEXEC
     )
@@ -419,7 +430,7 @@ def _make_node(source: str, target: str, name: str) -> bool:
         os.mknod(target, stat.S_IFCHR | 0o666, host.st_rdev)
     except PermissionError:
         return False
-    os.chmod(target, 0o666)
+    os.chmod(target, 0o666)  # mknod's mode is cut by the umask
     return True
 
 
@@ -435,6 +446,8 @@ def _proc() -> None:
     for name in ("sys", "sysrq-trigger"):
         path = f"{proc}/{name}"
         if os.path.exists(path):
+            # A bind of the path onto itself makes it a mount of its own, which alone can
+            # then be remounted read-only.
             libc.mount(path, path, None, libc.MS_BIND, what=f"bind /proc/{name}")
             libc.mount(None, path, None, _RO_REMOUNT | flags, what=f"remount /proc/{name}")
 
@@ -443,6 +456,9 @@ def _pivot() -> None:
     """Make the staging root ``/`` and detach the old root entirely (a slow call: the kernel
     waits for an RCU grace period, which is why the fork server has roots made ahead)."""
     os.chdir(STAGING)
+    # pivot_root(".", ".") stacks the old root on the new one at the same place (no put_old
+    # directory is needed in a read-only root); the lazy unmount of "." then takes the old root
+    # away with everything under it, leaving the new root as "/".
     libc.pivot_root(".", ".")
     libc.umount2(".", libc.MNT_DETACH, what="detach old root")
     os.chdir("/")
