@@ -155,7 +155,7 @@ def mount_box(config: DaemonConfig, slot: int, uid: int) -> BoxMount:
 
 def unmount_box(box: BoxMount) -> None:
     """Tear a box down: close its fd and detach its tmpfs (the mount point stays)."""
-    os.close(box._root_fd)
+    os.close(box.root_fd)
     libc.umount2(str(box.path), libc.MNT_DETACH | UMOUNT_NOFOLLOW, what="box unmount")
 
 

@@ -223,6 +223,11 @@ class SupervisedStage:
     _killed_for: KillReason | None = None
     _result: StageResult | None = None
     cleanup_failed: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self.capture.on_overflow = self._on_overflow
+        if self._live is not None:
+            self.capture.on_output = self._on_output
     """The stage's processes or cgroup outlived the cleanup deadline: its uid is not reusable."""
     network_clean: bool = False
     """PID 1 reported the network namespace clean for reuse (native launcher)."""
@@ -274,6 +279,10 @@ class SupervisedStage:
         if self._result is None:
             raise SandboxError("the stage was cancelled before it finished")
         return self._result
+
+    async def wait_done(self) -> None:
+        """Wait until the result is known, or the stage failed to produce one."""
+        await self._done.wait()
 
     async def wait_released(self) -> None:
         """Wait until the sandbox is gone, its group empty and its descriptors closed."""
@@ -494,9 +503,6 @@ async def open_supervised_stage(
         started_at=trio.current_time(),
         admission=admission,
     )
-    stage.capture.on_overflow = stage._on_overflow
-    if live:
-        stage.capture.on_output = stage._on_output
     if release_in is not None:
         release_in.start_soon(stage.supervise)
         try:
@@ -505,7 +511,7 @@ async def open_supervised_stage(
             if stage.result is None:
                 stage.kill()
             with trio.CancelScope(shield=True):
-                await stage._done.wait()
+                await stage.wait_done()
         return
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stage.supervise)
