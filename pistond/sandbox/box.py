@@ -24,7 +24,7 @@ from pistond.errors import SandboxError
 from pistond.sandbox import hostfs, libc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     from pistond.config import DaemonConfig
@@ -79,6 +79,39 @@ class BoxMount:
                 hostfs.write_new_file(
                     submission, file.name, file.content, uid=self.uid, gid=self.uid
                 )
+
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> hostfs.BoxTree:
+        """What ``submission/`` holds now, read without following links (see
+        :func:`hostfs.read_tree`); call only while no stage runs.
+
+        Raises:
+            TreeTooLarge: it holds more than the bounds allow.
+            OSError: it could not be read.
+        """
+        with hostfs.opened_fd(
+            hostfs.open_beneath(self._root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+        ) as submission:
+            return hostfs.read_tree(
+                submission, max_entries=max_entries, max_bytes=max_bytes, skip=skip
+            )
+
+    def write_submission(self, tree: hostfs.BoxTree) -> None:
+        """Fill the empty ``submission/`` with ``tree``, owned by the box uid; call before any
+        stage, instead of :meth:`write_files`.
+
+        Raises:
+            SandboxError: an entry could not be made.
+        """
+        with hostfs.opened_fd(
+            hostfs.open_beneath(self._root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+        ) as submission:
+            hostfs.write_tree(submission, tree, uid=self.uid, gid=self.uid)
 
 
 def _mount_options(config: DaemonConfig) -> str:
