@@ -26,3 +26,5 @@ from pistond.models import RuntimeInfo as RuntimeInfo
 from pistond.models import StageName as StageName
 from pistond.models import StageResult as StageResult
 from pistond.models import StageStatus as StageStatus
+from pistond.models import TestResult as TestResult
+from pistond.models import Verdict as Verdict

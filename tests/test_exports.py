@@ -18,7 +18,7 @@ PUBLIC = {
         "__version__", "ErrorCode", "Forbidden", "InternalError", "InvalidParams",
         "InvalidRequest", "JobNotFound", "MethodNotFound", "Overloaded", "PackageError",
         "PackageNotFound", "PistondError", "RuntimeUnknown", "hookimpl", "JobResult",
-        "RuntimeInfo", "StageName", "StageResult", "StageStatus",
+        "RuntimeInfo", "StageName", "StageResult", "StageStatus", "TestResult", "Verdict",
     },
     pistond.testing: {
         "check_runtime", "DaemonProcess", "FakeSandbox", "FakeStage", "stage_result",
