@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -10,6 +11,9 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from pistond_packages.layout import PackageLayout
+from pistond_packages.metadata import MetadataError, load_metadata, metadata_from_json
+from pistond_packages.runtime import package_runtimes
 
 from pistond.compilecache import CachedCompile, CompileCache, RuntimeRef, compile_key
 from pistond.compilecache.entry import CorruptEntry, decode, encode
@@ -318,3 +322,39 @@ async def test_cache_followers_compile_themselves_when_the_leader_fails(tmp_path
         await trio.testing.wait_all_tasks_blocked()
     assert got == [None, None]
     assert cache.statistics().misses == 3
+
+
+def _installed(directory: Path, metadata: dict[str, object]) -> Runtime:
+    layout = PackageLayout.of(directory, "gcc", "14.2.0")
+    layout.directory.mkdir(parents=True, exist_ok=True)
+    layout.metadata.write_text(json.dumps(metadata))
+    (layout.directory / "run").write_text("#!/bin/bash\n")
+    (layout.directory / "compile").write_text('#!/bin/bash\ngcc "$@"\n')
+    layout.pkg_info.write_text("{}")
+    layout.env_file.write_text("PATH=/usr/bin:/bin\n")
+    layout.marker.write_text("1700000000000")
+    (runtime,) = package_runtimes(layout, load_metadata(layout.metadata))
+    return runtime
+
+
+def test_installed_identity_changes_with_a_reinstall_and_scratch_is_read(tmp_path: Path) -> None:
+    """The built-in plugin's identity changes with the install stamp and the compile script;
+    metadata's compile_scratch reaches the runtime; bad patterns are refused."""
+    metadata: dict[str, object] = {
+        "language": "gcc",
+        "version": "14.2.0",
+        "compile_scratch": ["*.o", "build/*"],
+    }
+    first = _installed(tmp_path, metadata)
+    assert first.identity is not None
+    assert first.compile_scratch == ("*.o", "build/*")
+    assert _installed(tmp_path, metadata).identity == first.identity
+    layout = PackageLayout.of(tmp_path, "gcc", "14.2.0")
+    layout.marker.write_text("1700000000001")
+    reinstalled = package_runtimes(layout, load_metadata(layout.metadata))[0]
+    (layout.directory / "compile").write_text('#!/bin/bash\nclang "$@"\n')
+    rebuilt = package_runtimes(layout, load_metadata(layout.metadata))[0]
+    assert len({first.identity, reinstalled.identity, rebuilt.identity}) == 3
+    for bad in (["../x"], ["/abs"], "*.o", [""]):
+        with pytest.raises(MetadataError, match="compile_scratch"):
+            metadata_from_json({**metadata, "compile_scratch": bad}, source="m.json")
