@@ -23,7 +23,7 @@ from pistond.ppman import PackageManager
 from pistond.rpc import serve_rpc
 from pistond.rpc.descriptors import lift_open_files_limit
 from pistond.runtimes import RuntimeRegistry
-from pistond.sandbox import open_sandbox
+from pistond.sandbox.service import open_sandbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

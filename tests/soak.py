@@ -44,7 +44,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from pistond.client import JobDone, JobExit, JobOutput, PistonClient, open_client
 from pistond.config import load_config
 from pistond.models import JobResult, StageStatus
-from pistond.sandbox import jobs_group_name
+from pistond.sandbox.service import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ def boxes_directory(config: DaemonConfig) -> Path:
 
 @attrs.define(eq=False)
 class BoxMount:
-    """One job's mounted box tmpfs (``pistond.sandbox.Box`` runs stages over it)."""
+    """One job's mounted box tmpfs (``pistond.sandbox.service.Box`` runs stages over it)."""
 
     slot: int
     uid: int
@@ -230,11 +230,14 @@ async def open_box(config: DaemonConfig, slot: int, uid: int) -> AsyncIterator[B
     try:
         yield box
     finally:
-        # A lazy detach (tens of microseconds): inline, with no thread hand-off.
-        try:
-            unmount_box(box)
-        except OSError:
-            logger.exception("box %d: its tmpfs could not be detached", slot)
+        # Even a lazy detach may wait for an RCU grace period (often tens of microseconds, at
+        # times a millisecond): in a worker thread, so the daemon's other jobs go on meanwhile.
+        # Shielded: the box is always torn down before its slot is handed out again.
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(unmount_box, box)
+            except OSError:
+                logger.exception("box %d: its tmpfs could not be detached", slot)
 
 
 def _unescape_mountinfo(field: str) -> str:

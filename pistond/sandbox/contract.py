@@ -1,7 +1,7 @@
 """The seam between the job manager and the sandbox: what a sandbox, a box and a stage offer.
 
 :mod:`pistond.jobs` codes against these Protocols only. The real sandbox
-(:class:`pistond.sandbox.Sandbox`, its :class:`~pistond.sandbox.Box` and
+(:class:`pistond.sandbox.service.Sandbox`, its :class:`~pistond.sandbox.service.Box` and
 :class:`~pistond.sandbox.supervise.SupervisedStage`) and the unprivileged double of
 :mod:`pistond.testing.fake_sandbox` both satisfy them: mypy checks it, and
 ``tests/test_sandbox_contract.py`` runs the same behaviour tests on both.
@@ -30,7 +30,7 @@ class Admission(Protocol):
 
 
 class StageLike(Protocol):
-    """A running stage (``pistond.sandbox.Stage``)."""
+    """A running stage (``pistond.sandbox.service.Stage``)."""
 
     async def write(self, data: bytes) -> None:
         """Write to the program's stdin; dropped once stdin is closed."""
@@ -52,7 +52,7 @@ class StageLike(Protocol):
 
 
 class BoxLike(Protocol):
-    """A job's box (``pistond.sandbox.Box``)."""
+    """A job's box (``pistond.sandbox.service.Box``)."""
 
     @property
     def slot(self) -> int:
@@ -99,7 +99,7 @@ class BoxLike(Protocol):
 
 
 class SandboxLike(Protocol):
-    """The daemon's sandbox (``pistond.sandbox.Sandbox``)."""
+    """The daemon's sandbox (``pistond.sandbox.service.Sandbox``)."""
 
     @property
     def info(self) -> SandboxInfo:

@@ -102,7 +102,7 @@ class StageCall:
 
 @attrs.define(eq=False)
 class FakeRunningStage:
-    """The fake's interactive stage, with the interface of ``pistond.sandbox.Stage``."""
+    """The fake's interactive stage, with the interface of ``pistond.sandbox.service.Stage``."""
 
     call: StageCall
     plan: FakeStage
@@ -194,7 +194,7 @@ def _limit_result(stream: StreamName, kept: bytes) -> StageResult:
 
 @attrs.define(eq=False)
 class FakeBox:
-    """The fake's box, with the interface of ``pistond.sandbox.Box``."""
+    """The fake's box, with the interface of ``pistond.sandbox.service.Box``."""
 
     _sandbox: FakeSandbox
     slot: int
