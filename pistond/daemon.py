@@ -99,6 +99,7 @@ async def _run(
         cache = await CompileCache.open(config, registry.runtimes())
         packages.uninstalled.append(cache.remove_package)
         async with open_sandbox(config, spawner) as sandbox, trio.open_nursery() as teardown:
+            packages.uninstalled.append(lambda _package, _version: sandbox.forget_roots())
             jobs = JobManager.create(config, sandbox, registry, cache=cache)
             # Finished jobs release their box and slot here, after their result went out.
             jobs.teardown = teardown

@@ -224,6 +224,11 @@ class Sandbox:
             group.reset(wanted)
         return group
 
+    def forget_roots(self) -> None:
+        """Forget prepared roots after a package change (uninstall): the next stages get
+        roots built from the packages as they are now."""
+        self.spawner.forget_roots()
+
     def remove_groups(self) -> None:
         """Remove every stage group (the daemon is stopping; none is in use)."""
         for (slot, _), group in sorted(self._groups.items()):
