@@ -1,7 +1,9 @@
 """Box storage: each job's private, size- and inode-limited tmpfs under ``<data>/boxes/<slot>``.
 
 A box is mounted when a job takes its slot and torn down when the job ends by one lazy
-unmount: the daemon never walks what the job created. The slot's mount point, an empty
+unmount: teardown never walks what the job created (the compile cache and test runs read a box
+after its compile only with :func:`hostfs.read_tree`: beneath the box fd, bounded, no link
+followed). The slot's mount point, an empty
 directory of root's, stays for the slot's next job (making and removing it per job cost more
 than the mount itself); the next daemon start removes them all.
 The box root (``/box`` in the sandbox) belongs to root, mode 0755; the job writes in
