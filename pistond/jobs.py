@@ -207,34 +207,22 @@ class JobManager:
                     )
                     if compile_result is not None and compile_result.code != 0:
                         self._count(compile_result)
-                        result = self._result(job, compile_result, None, None)
-                    elif request.tests is None:
+                        return self._finish(job, compile_result, None, finished)
+                    if request.tests is None:
                         run_result = await self._stage(
                             box, job, job_id, StageName.RUN, deadline, events=events, stdin=stdin
                         )
                         self._count(run_result)
-                        result = self._result(job, compile_result, run_result, None)
-                    else:
-                        result = None
-                    if result is not None:
-                        if finished is not None:
-                            finished(outcome.Value(result))
-                        return result
-                    assert request.tests is not None
+                        return self._finish(job, compile_result, run_result, finished)
+                    tests = request.tests
                     reports = TestReports(job, compile_result, finished)
-                    await self._test(box, job, job_id, request.tests[0], reports)
-                    fresh = tree is not None or not runtime.compiled
-                    if not fresh:
-                        # What the compile left could not be kept: the tests share its box.
-                        for test in request.tests[1:]:
-                            await self._test(box, job, job_id, test, reports)
-                if fresh:
-                    for test in request.tests[1:]:
-                        async with self._box(slot) as box:
-                            if self._restore(box, job, job_id, tree):
-                                await self._test(box, job, job_id, test, reports)
-                            else:
-                                reports.add(TestResult(test.name, sandbox_failure(job_id), None))
+                    await self._test(box, job, job_id, tests[0], reports)
+                    # When what the compile left could not be kept, the tests share its box.
+                    shared = runtime.compiled and tree is None
+                    for test in tests[1:] if shared else ():
+                        await self._test(box, job, job_id, test, reports)
+                for test in () if shared else tests[1:]:
+                    await self._fresh_test(slot, job, job_id, test, tree=tree, reports=reports)
             return reports.result()
         except (trio.Cancelled, InvalidParams):
             raise
@@ -242,15 +230,37 @@ class JobManager:
             self.failed += 1
             raise
 
-    def _result(
-        self,
+    @staticmethod
+    def _finish(
         job: PreparedJob,
         compile_result: StageResult | None,
         run_result: StageResult | None,
-        tests: tuple[TestResult, ...] | None,
+        finished: Callable[[outcome.Outcome[JobResult]], bool] | None,
     ) -> JobResult:
+        """The result of a job without tests, handed to ``finished`` before the box goes."""
         runtime = job.runtime
-        return JobResult(runtime.language, runtime.version, compile_result, run_result, tests)
+        result = JobResult(runtime.language, runtime.version, compile_result, run_result)
+        if finished is not None:
+            finished(outcome.Value(result))
+        return result
+
+    async def _fresh_test(
+        self,
+        slot: int,
+        job: PreparedJob,
+        job_id: str,
+        test: TestCase,
+        *,
+        tree: BoxTree | None,
+        reports: TestReports,
+    ) -> None:
+        """Run one test in a new box of ``slot`` holding what the first box held before its
+        run stage (``tree``, or the submitted files when there was no compile)."""
+        async with self._box(slot) as box:
+            if self._restore(box, job, job_id, tree):
+                await self._test(box, job, job_id, test, reports)
+            else:
+                reports.add(TestResult(test.name, sandbox_failure(job_id), None))
 
     async def _test(
         self, box: BoxLike, job: PreparedJob, job_id: str, test: TestCase, reports: TestReports
