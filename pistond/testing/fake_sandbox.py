@@ -10,7 +10,8 @@ without root, namespaces or cgroups::
         result = await box.run_stage(spec, stdin=b"")
     assert sandbox.calls[0].spec is spec
 
-A stage with no script left gets ``sandbox.default`` (by default an empty clean exit). With
+A stage with no script left gets ``sandbox.default`` (by default an empty clean exit). A
+stage's ``writes`` land in its box's ``files`` when it starts (what a compile leaves). With
 ``echo=True`` an interactive stage sends back on stdout whatever is written to it (capped like
 the real one) and ends when stdin is closed.
 """
