@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import trio
 
 from pistond.capacity import Capacity, StageTicket, default_stage_limit
 from pistond.compilecache import (
+    INLINE_BYTES,
     MAX_TREE_BYTES,
     MAX_TREE_ENTRIES,
     CachedCompile,
@@ -257,7 +259,7 @@ class JobManager:
         """Run one test in a new box of ``slot`` holding what the first box held before its
         run stage (``tree``, or the submitted files when there was no compile)."""
         async with self._box(slot) as box:
-            if self._restore(box, job, job_id, tree):
+            if await self._restore(box, job, job_id, tree):
                 await self._test(box, job, job_id, test, reports)
             else:
                 reports.add(TestResult(test.name, sandbox_failure(job_id), None))
@@ -288,16 +290,21 @@ class JobManager:
         except SandboxError as exc:
             raise InvalidParams(f"files cannot be written: {exc}") from None
 
-    def _restore(self, box: BoxLike, job: PreparedJob, job_id: str, tree: BoxTree | None) -> bool:
-        """Give a fresh box what the job's first box held before its run stage; False (and
-        logged) when that failed."""
+    async def _restore(
+        self, box: BoxLike, job: PreparedJob, job_id: str, tree: BoxTree | None
+    ) -> bool:
+        """Give a fresh box what the job's first box held before its run stage (``tree``, or
+        the submitted files); False (and logged) when that failed."""
         if tree is None:
             self._write_files(box, job)
             return True
         try:
-            box.write_submission(tree)
+            if tree.size > INLINE_BYTES:
+                await trio.to_thread.run_sync(box.write_submission, tree)
+            else:
+                box.write_submission(tree)
         except SandboxError as exc:
-            logger.error("job %s: a test's box could not be restored: %s", job_id, exc)
+            logger.error("job %s: the box could not be restored: %s", job_id, exc)
             return False
         return True
 
@@ -333,15 +340,10 @@ class JobManager:
                 box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
             )
             keep = request.tests is not None and _succeeded(result)
-            return result, self._read_box(box, job, job_id) if keep else None
+            return result, await self._read_box(box, job, job_id) if keep else None
         async with self.cache.claim(key, ref) as claim:
             if claim.cached is not None:
-                try:
-                    box.write_submission(claim.cached.tree)
-                except SandboxError as exc:
-                    logger.error(
-                        "job %s: the cached compile could not be restored: %s", job_id, exc
-                    )
+                if not await self._restore(box, job, job_id, claim.cached.tree):
                     return sandbox_failure(job_id), None
                 result = attrs.evolve(claim.cached.result, cached=True)
                 logger.debug("job %s: compile served from the cache", job_id)
@@ -354,20 +356,26 @@ class JobManager:
             )
             if not _succeeded(result):
                 return result, None
-            tree = self._read_box(box, job, job_id)
+            tree = await self._read_box(box, job, job_id)
             if tree is not None:
                 await claim.fulfil(CachedCompile(result=result, tree=tree))
             return result, tree
 
-    def _read_box(self, box: BoxLike, job: PreparedJob, job_id: str) -> BoxTree | None:
+    async def _read_box(self, box: BoxLike, job: PreparedJob, job_id: str) -> BoxTree | None:
         """What the box holds after a successful compile, less the runtime's scratch; None
-        when it holds more than an entry may (then it is neither cached nor restored)."""
+        when it holds more than an entry may (then it is neither cached nor restored).
+
+        Read in a worker thread (up to 16 MiB: the daemon's loop goes on meanwhile); no stage
+        of the box runs until it is done.
+        """
+        read = functools.partial(
+            box.read_submission,
+            max_entries=MAX_TREE_ENTRIES,
+            max_bytes=min(MAX_TREE_BYTES, self.config.disk_size),
+            skip=_scratch_filter(job.runtime.compile_scratch),
+        )
         try:
-            return box.read_submission(
-                max_entries=MAX_TREE_ENTRIES,
-                max_bytes=min(MAX_TREE_BYTES, self.config.disk_size),
-                skip=_scratch_filter(job.runtime.compile_scratch),
-            )
+            return await trio.to_thread.run_sync(read)
         except TreeTooLarge as exc:
             logger.info("job %s: the box after compile is not kept: %s", job_id, exc)
         except OSError as exc:

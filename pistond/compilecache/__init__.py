@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from pistond.runtimes import Runtime
 
 __all__ = [
+    "INLINE_BYTES",
     "MAX_TREE_BYTES",
     "MAX_TREE_ENTRIES",
     "CachedCompile",
