@@ -21,6 +21,7 @@ from soak import gateway_process, leftovers
 
 from pistond.client import JobOutput, JobStage, open_client
 from pistond.rpc import ConnectionLost
+from pistond.sandbox.launch import EXECUTABLE_NAME
 from pistond.testing.daemon import DaemonProcess
 
 if TYPE_CHECKING:
@@ -60,10 +61,11 @@ def _family(pid: int) -> set[int]:
 
 
 def _fork_server(daemon: DaemonProcess) -> int:
+    """The daemon's spawner: the native launcher, or the Python fork server without one."""
     servers = [
         pid
         for pid, parent, _, args in _processes()
-        if parent == daemon.process.pid and "forkserver" in args
+        if parent == daemon.process.pid and ("forkserver" in args or EXECUTABLE_NAME in args)
     ]
     assert len(servers) == 1, servers
     return servers[0]
