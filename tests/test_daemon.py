@@ -40,7 +40,8 @@ def test_daemon_cli_ping_and_status_json(daemon: DaemonProcess) -> None:
     assert ping["protocol"] == 1
     assert isinstance(ping["version"], str)
     status = daemon.piston_json("status")
-    assert set(status) == {"version", "uptime", "jobs", "sandbox", "limits"}
+    assert set(status) == {"version", "uptime", "jobs", "sandbox", "limits", "compile_cache"}
+    assert status["compile_cache"]["enabled"] is True
     assert status["sandbox"]["cgroup"] in {"v2", "hybrid", "v1", "none"}
     assert status["sandbox"]["seccomp"] is True
     assert status["limits"]["run_timeout"] == 3000

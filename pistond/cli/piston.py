@@ -260,6 +260,14 @@ def _print_status(result: Any, as_json: bool) -> int:
         f"sandbox: cgroups {sandbox.cgroup}, seccomp {'on' if sandbox.seccomp else 'off'}, "
         f"network {'on' if sandbox.network else 'off'}"
     )
+    cache = result.compile_cache
+    if cache is not None and cache.enabled:
+        print(
+            f"compile cache: {cache.entries} entries, {cache.bytes} of {cache.max_bytes} bytes; "
+            f"{cache.hits} hits, {cache.misses} misses, {cache.evictions} evicted"
+        )
+    elif cache is not None:
+        print("compile cache: off")
     for key, value in sorted(result.limits.items()):
         print(f"  {key} = {value}")
     return 0
@@ -409,7 +417,7 @@ def _ensure_newline(text: str) -> str:
 
 def _print_job(job: JobResult, out: TextIO) -> None:
     if job.compile is not None:
-        _print_stage("Compile", job.compile, out)
+        _print_stage("Compile (cached)" if job.compile.cached else "Compile", job.compile, out)
     if job.run is not None:
         _print_stage("Run", job.run, out)
 

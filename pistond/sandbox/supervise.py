@@ -228,6 +228,7 @@ class SupervisedStage:
         self.capture.on_overflow = self._on_overflow
         if self._live is not None:
             self.capture.on_output = self._on_output
+
     """The stage's processes or cgroup outlived the cleanup deadline: its uid is not reusable."""
     network_clean: bool = False
     """PID 1 reported the network namespace clean for reuse (native launcher)."""

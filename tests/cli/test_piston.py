@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import attrs
 import pytest
 
 from pistond.cli.errors import CliError
@@ -46,6 +47,9 @@ def test_piston_human_output_shows_stages() -> None:
     assert "== Run ==\nSTDOUT\nhi\nSTDERR\noops\n" in text
     assert "Signal: SIGKILL\n" in text
     assert "Status: TO (Time limit exceeded)\n" in text
+    cached = io.StringIO()
+    _print_job(job(run, attrs.evolve(compile_, cached=True)), cached)
+    assert cached.getvalue().startswith("== Compile (cached) ==\nExit Code: 0\n")
 
 
 def test_piston_arguments_match_piston_cli() -> None:
