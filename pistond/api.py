@@ -15,6 +15,7 @@ from pistond import interactive
 from pistond._version import __version__
 from pistond.convert import converter
 from pistond.errors import Forbidden, InvalidParams, MethodNotFound
+from pistond.models import PackageRef, PingResult, StatusResult
 
 if TYPE_CHECKING:
     from pistond.config import DaemonConfig
@@ -30,6 +31,12 @@ PROTOCOL_VERSION: Final = 1
 Handler = Callable[[Mapping[str, Any], "Peer"], Awaitable[Any]]
 ADMIN_METHODS: Final = frozenset({"packages.install", "packages.uninstall"})
 """Methods only root or members of the socket group may call."""
+
+
+def _wire(record: object) -> dict[str, Any]:
+    """A reply record as the wire carries it (the one converter)."""
+    wire: dict[str, Any] = converter.unstructure(record)
+    return wire
 
 
 def _no_params(params: Mapping[str, Any]) -> None:
@@ -116,18 +123,19 @@ class Api:
     async def ping(self, params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
         """``ping``: the daemon's version and protocol."""
         _no_params(params)
-        return {"version": __version__, "protocol": PROTOCOL_VERSION}
+        return _wire(PingResult(version=__version__, protocol=PROTOCOL_VERSION))
 
     async def status(self, params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
         """``status``: uptime, job counts, sandbox capabilities and configured limits."""
         _no_params(params)
-        return {
-            "version": __version__,
-            "uptime": round(trio.current_time() - self.started, 3),
-            "jobs": converter.unstructure(self.jobs.counts()),
-            "sandbox": converter.unstructure(self.sandbox_info),
-            "limits": converter.unstructure(self.config.limits),
-        }
+        status = StatusResult(
+            version=__version__,
+            uptime=round(trio.current_time() - self.started, 3),
+            jobs=self.jobs.counts(),
+            sandbox=self.sandbox_info,
+            limits=converter.unstructure(self.config.limits),
+        )
+        return _wire(status)
 
     async def runtimes(self, params: Mapping[str, Any], peer: Peer) -> list[dict[str, Any]]:
         """``runtimes``: every installed runtime."""
@@ -173,11 +181,11 @@ class Api:
 
         name, resolved = await self.packages.install(language, version, progress)
         self.registry.reload()
-        return {"language": name, "version": resolved}
+        return _wire(PackageRef(language=name, version=resolved))
 
     async def uninstall_package(self, params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
         """``packages.uninstall``: remove an installed package and its runtimes."""
         language, version = _package_params(params)
         name, resolved = await self.packages.uninstall(language, version)
         self.registry.reload()
-        return {"language": name, "version": resolved}
+        return _wire(PackageRef(language=name, version=resolved))

@@ -36,7 +36,7 @@ import trio
 
 from pistond.config import DEFAULT_SOCKET
 from pistond.convert import structure_or_raise
-from pistond.errors import JobNotFound
+from pistond.errors import JobNotFound, PistondError
 from pistond.models import (
     JobDone,
     JobEvent,
@@ -322,7 +322,14 @@ class PistonClient:
             **options: ``stdin``, ``args``, ``main`` and the limits of :func:`execute_params`.
         """
         params = execute_params(language, version, files, **options)
-        return structure_or_raise(await self.call("execute", params), JobResult)
+        return await self.execute_request(params)
+
+    async def execute_request(self, params: Mapping[str, Any]) -> JobResult:
+        """``execute`` with a params map made elsewhere (a request translated from another API).
+
+        The daemon validates the map as it validates every request.
+        """
+        return structure_or_raise(await self.call("execute", dict(params)), JobResult)
 
     def start_job(
         self,
@@ -338,7 +345,13 @@ class PistonClient:
         Takes the arguments of :meth:`execute`.
         """
         params = execute_params(language, version, files, **options)
-        return InteractiveJob(self.rpc, params, event_buffer)
+        return self.start_job_request(params, event_buffer=event_buffer)
+
+    def start_job_request(
+        self, params: Mapping[str, Any], *, event_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER
+    ) -> InteractiveJob:
+        """An interactive job from a params map made elsewhere (see :meth:`execute_request`)."""
+        return InteractiveJob(self.rpc, dict(params), event_buffer)
 
     async def packages(self) -> list[PackageInfo]:
         """Packages available locally or from the index, and whether each is installed."""
@@ -361,6 +374,8 @@ class PistonClient:
         params = {"language": language, "version": version}
         if progress is None:
             return structure_or_raise(await self.call("packages.install", params), PackageRef)
+        reply: Any = None
+        error: PistondError | None = None
         with self.rpc.subscribe(
             "packages.progress",
             accept=lambda n: (
@@ -369,8 +384,13 @@ class PistonClient:
         ) as subscription:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_report_progress, subscription, progress)
-                reply = await self.call("packages.install", params)
+                try:
+                    reply = await self.call("packages.install", params)
+                except PistondError as exc:
+                    error = exc  # raised below, outside the nursery: no exception group
                 nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
         return structure_or_raise(reply, PackageRef)
 
     async def uninstall_package(self, language: str, version: str) -> PackageRef:

@@ -86,23 +86,20 @@ def _default_bind_address() -> str:
     return "0.0.0.0:2000"
 
 
-LIMIT_KEYS: Final = (
-    "max_process_count",
-    "max_open_files",
-    "max_file_size",
-    "compile_memory_limit",
-    "run_memory_limit",
-    "compile_timeout",
-    "run_timeout",
-    "compile_cpu_time",
-    "run_cpu_time",
-    "output_max_size",
-)
+_PISTON_REQUEST: Final = {"request": "piston"}
+"""Metadata of a limit a Piston request may lower (piston-v2.md §1.3)."""
+_PISTOND_REQUEST: Final = {"request": "pistond"}
+"""Metadata of a limit only a pistond request may lower (PROTOCOL.md extensions)."""
 
 
 @attrs.frozen
 class Limits:
-    """The ten per-runtime limits of Piston, all caps that requests may only lower."""
+    """The ten per-runtime limits of Piston, all caps that requests may only lower.
+
+    The fields are in Piston's order, which is also the order its validation checks request
+    limits in (memory, timeout, CPU time; compile before run): every list of limit names is
+    derived from this class (:data:`LIMIT_KEYS` and its subsets).
+    """
 
     max_process_count: int = attrs.field(default=64, validator=_positive)
     """Processes (and threads) per sandbox."""
@@ -110,20 +107,40 @@ class Limits:
     """Open files per process (RLIMIT_NOFILE)."""
     max_file_size: int = attrs.field(default=10_000_000, validator=_positive)
     """Bytes per file written (RLIMIT_FSIZE)."""
-    compile_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    compile_memory_limit: int = attrs.field(
+        default=-1, validator=_memory_limit, metadata=_PISTON_REQUEST
+    )
     """Bytes of memory for the compile stage; -1 for no limit."""
-    run_memory_limit: int = attrs.field(default=-1, validator=_memory_limit)
+    run_memory_limit: int = attrs.field(
+        default=-1, validator=_memory_limit, metadata=_PISTON_REQUEST
+    )
     """Bytes of memory for the run stage; -1 for no limit."""
-    compile_timeout: int = attrs.field(default=10_000, validator=_positive)
+    compile_timeout: int = attrs.field(
+        default=10_000, validator=_positive, metadata=_PISTON_REQUEST
+    )
     """Wall-clock milliseconds of the compile stage."""
-    run_timeout: int = attrs.field(default=3_000, validator=_positive)
+    run_timeout: int = attrs.field(default=3_000, validator=_positive, metadata=_PISTON_REQUEST)
     """Wall-clock milliseconds of the run stage."""
-    compile_cpu_time: int = attrs.field(default=10_000, validator=_positive)
+    compile_cpu_time: int = attrs.field(
+        default=10_000, validator=_positive, metadata=_PISTON_REQUEST
+    )
     """CPU milliseconds of the compile stage."""
-    run_cpu_time: int = attrs.field(default=3_000, validator=_positive)
+    run_cpu_time: int = attrs.field(default=3_000, validator=_positive, metadata=_PISTON_REQUEST)
     """CPU milliseconds of the run stage."""
-    output_max_size: int = attrs.field(default=1024, validator=_positive)
+    output_max_size: int = attrs.field(default=1024, validator=_positive, metadata=_PISTOND_REQUEST)
     """Bytes kept per output stream; more kills the stage (OL / EL)."""
+
+
+LIMIT_KEYS: Final = tuple(field.name for field in attrs.fields(Limits))
+"""The ten limit keys, in Piston's order (also the keys of PISTON_LIMIT_OVERRIDES)."""
+REQUEST_LIMIT_KEYS: Final = tuple(
+    field.name for field in attrs.fields(Limits) if "request" in field.metadata
+)
+"""The limits an ``execute`` request may lower, in the order they are checked."""
+PISTON_REQUEST_LIMIT_KEYS: Final = tuple(
+    field.name for field in attrs.fields(Limits) if field.metadata.get("request") == "piston"
+)
+"""The request limits of Piston's execute body (piston-v2.md §1.3), in its checking order."""
 
 
 @attrs.frozen
@@ -171,6 +188,14 @@ class DaemonConfig:
     """Cgroup path (relative to each hierarchy) for job groups; empty: the daemon's own group."""
     max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     """Largest RPC message accepted, in bytes."""
+    max_connections: int = attrs.field(default=1024, validator=_non_negative)
+    """RPC connections served at once; more are closed at once. 0: no cap."""
+    max_requests_per_connection: int = attrs.field(default=64, validator=_positive)
+    """Requests one RPC connection may have in progress; beyond, the daemon stops reading it."""
+    frame_timeout: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds a started RPC message may take to arrive in full (then: connection closed)."""
+    notification_buffer_size: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    """Bytes of notifications queued for a peer that does not read; beyond, its job is killed."""
     shutdown_grace: int = attrs.field(default=10_000, validator=_non_negative)
     """Milliseconds running jobs get to finish after SIGTERM before they are cancelled."""
     disabled_plugins: tuple[str, ...] = ()
@@ -183,6 +208,20 @@ class DaemonConfig:
     """Let ``pistond-gateway`` run as root (started by root, it drops to gateway_user)."""
     gateway_user: str = attrs.field(default=DEFAULT_GATEWAY_USER, validator=_user_spec)
     """``user`` or ``user:group`` the gateway drops to when started as root."""
+    gateway_max_connections: int = attrs.field(default=1024, validator=_non_negative)
+    """HTTP connections the gateway keeps open at once (more: 503); 0: no cap."""
+    gateway_max_connections_per_client: int = attrs.field(default=256, validator=_non_negative)
+    """HTTP connections from one client address at once (more: 429); 0: no cap."""
+    gateway_max_websockets: int = attrs.field(default=256, validator=_non_negative)
+    """WebSocket sessions the gateway serves at once (more: 503); 0: no cap."""
+    gateway_max_jobs_per_client: int = attrs.field(default=16, validator=_non_negative)
+    """Jobs (executes and WebSocket sessions) one client may run at once (more: 429); 0: no cap."""
+    gateway_head_timeout: int = attrs.field(default=10_000, validator=_positive)
+    """Milliseconds a request head may take to arrive, from its first byte (more: 408)."""
+    gateway_body_timeout: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds a request body may take to arrive, after its head (more: 408)."""
+    gateway_idle_timeout: int = attrs.field(default=5_000, validator=_positive)
+    """Milliseconds a kept-alive HTTP connection may stay silent between requests."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
 

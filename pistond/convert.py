@@ -2,7 +2,8 @@
 
 Built from cattrs' msgpack preconf with ``forbid_extra_keys=True``. Structuring is strict: a
 str field takes only a msgpack str, an int field only an integer (not a bool), a bytes field
-only a msgpack bin, an array field only an array; nothing is coerced. Enums travel as their
+only a msgpack bin, an array field only an array; nothing is coerced. A field typed
+``X | None`` may be absent: absent means nil, as a ``?`` field of PROTOCOL.md. Enums travel as their
 values (``StageResult.status`` is ``"RE"`` or nil), tuples as arrays, bytes as bin.
 
 :func:`structure_or_raise` is the boundary: cattrs' ``ClassValidationError`` becomes
@@ -30,10 +31,11 @@ from cattrs.cols import (
     mapping_structure_factory,
 )
 from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 from cattrs.preconf.msgpack import MsgpackConverter, make_converter
 
 from pistond.errors import InvalidParams
+from pistond.models import JobDone
 
 logger = logging.getLogger(__name__)
 
@@ -144,15 +146,27 @@ def _strict_mapping_factory(
     return factory
 
 
+def _is_nullable(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp)
+
+
 def _strict_attrs_factory(
     converter: cattrs.Converter,
 ) -> Callable[[Any], Callable[[Any, Any], Any]]:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
         inner = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+        nullable = tuple(
+            field.name
+            for field in attrs.fields(attrs.resolve_types(cls))
+            if field.default is attrs.NOTHING and _is_nullable(field.type)
+        )
 
         def structure(value: Any, _tp: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise WireTypeError("expected a map")
+            missing = [name for name in nullable if name not in value]
+            if missing:
+                value = {**dict.fromkeys(missing), **value}
             return inner(value, cls)
 
         return structure
@@ -188,6 +202,10 @@ def make_wire_converter() -> MsgpackConverter:
     wire.register_structure_hook_factory(_is_tuple_or_list, _strict_sequence_factory(wire))
     wire.register_structure_hook_factory(is_mapping, _strict_mapping_factory(wire))
     wire.register_structure_hook_factory(attrs.has, _strict_attrs_factory(wire))
+    # job.done carries "error" only when the job failed (PROTOCOL.md).
+    wire.register_unstructure_hook(
+        JobDone, make_dict_unstructure_fn(JobDone, wire, _cattrs_omit_if_default=True)
+    )
     return wire
 
 

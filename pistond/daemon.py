@@ -20,6 +20,7 @@ from pistond.jobs import JobManager
 from pistond.plugins import get_plugin_manager
 from pistond.ppman import PackageManager
 from pistond.rpc import serve_rpc
+from pistond.rpc.descriptors import lift_open_files_limit
 from pistond.runtimes import RuntimeRegistry
 from pistond.sandbox import open_sandbox
 
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DRAIN_POLL_SECONDS = 0.05
+FILES_PER_JOB = 32
+"""Descriptors a running job may hold in the daemon: pipes, pidfds, cgroup files."""
+FILES_SPARE = 256
+
+
+def open_files_needed(config: DaemonConfig) -> int:
+    """Descriptors for every allowed RPC connection and running job, and some to spare."""
+    connections = config.max_connections or 32_768
+    return connections + FILES_PER_JOB * config.max_concurrent_jobs + FILES_SPARE
 
 
 async def run_daemon(
@@ -74,6 +84,7 @@ async def _run(
     task_status: trio.TaskStatus[None],
 ) -> bool:
     try:
+        lift_open_files_limit(open_files_needed(config))
         plugin_manager = get_plugin_manager(config)
         registry = RuntimeRegistry.from_plugins(plugin_manager, config)
         packages = PackageManager(config, plugin_manager)
@@ -129,6 +140,10 @@ async def _serve_until_signalled(
                     sockets,
                     api,
                     max_message_size=config.max_message_size,
+                    max_in_flight=config.max_requests_per_connection,
+                    frame_timeout=config.frame_timeout / 1000,
+                    notification_buffer=config.notification_buffer_size,
+                    max_connections=config.max_connections,
                     handler_nursery=connections,
                 )
 

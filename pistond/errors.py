@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     PACKAGE_ERROR = "package_error"
     JOB_NOT_FOUND = "job_not_found"
     FORBIDDEN = "forbidden"
+    KILLED = "killed"
     INTERNAL = "internal"
 
 
@@ -100,6 +101,16 @@ class Forbidden(PistondError):
     """Raised by the dispatcher when the peer's credentials may not call a method."""
 
     code = ErrorCode.FORBIDDEN
+
+
+class JobKilled(PistondError):
+    """Reported in ``job.done`` when an interactive job was killed before it finished.
+
+    By ``job.kill``, or by the daemon when the job's client left too many of its notifications
+    unread; the message says which.
+    """
+
+    code = ErrorCode.KILLED
 
 
 class InternalError(PistondError):

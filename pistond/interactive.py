@@ -3,6 +3,10 @@
 A job belongs to the connection that started it: it runs in that connection's nursery, so a
 closed connection cancels it (its sandbox is killed and cleaned). Progress goes back as the
 notifications ``job.stage``, ``job.output``, ``job.exit`` and ``job.done``, in that order.
+
+Notifications are queued on the connection without waiting; when its client leaves more than
+the connection's notification buffer unread, the job is killed and its ``job.done`` says so
+(error ``killed``), rather than the daemon holding ever more of its output.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 
-from pistond.errors import InvalidParams, JobNotFound, PistondError
+from pistond.convert import converter
+from pistond.errors import InternalError, InvalidParams, JobKilled, JobNotFound, PistondError
+from pistond.models import JobDone, JobExit, JobOutput, JobStage, JobStarted
+from pistond.rpc.connection import NotificationBufferFull
 from pistond.signals import SIGNALS
 
 if TYPE_CHECKING:
@@ -41,6 +48,8 @@ class InteractiveJob:
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     stdin_closed: bool = False
     killed: bool = False
+    kill_reason: str = "job killed"
+    """The message of the ``killed`` error in ``job.done``."""
 
 
 @attrs.define(eq=False)
@@ -52,27 +61,39 @@ class PeerEvents:
 
     async def stage_started(self, stage: StageName) -> None:
         """Send ``job.stage``."""
-        await self.peer.notify("job.stage", {"job": self.job.id, "stage": stage.value})
+        await self._send("job.stage", JobStage(job=self.job.id, stage=stage))
 
     async def output(self, stage: StageName, stream: str, data: bytes) -> None:
         """Send ``job.output``."""
-        await self.peer.notify("job.output", {"job": self.job.id, "stream": stream, "data": data})
+        await self._send("job.output", JobOutput(job=self.job.id, stream=stream, data=data))
+
+    async def _send(self, method: str, event: JobStage | JobOutput | JobExit) -> None:
+        """Queue a notification; a client that leaves too many unread has its job killed."""
+        try:
+            self.peer.notify_nowait(method, converter.unstructure(event))
+        except NotificationBufferFull as exc:
+            if not self.job.killed:
+                logger.warning("job %s killed: %s", self.job.id, exc)
+                self.job.killed = True
+                self.job.kill_reason = f"job killed: its client did not read its output ({exc})"
+                self.job.scope.cancel()
+        await trio.lowlevel.checkpoint()
 
     async def stage_finished(self, stage: StageName, result: StageResult) -> None:
         """Send ``job.exit`` with the stage fields but the captured text."""
-        await self.peer.notify(
+        await self._send(
             "job.exit",
-            {
-                "job": self.job.id,
-                "stage": stage.value,
-                "code": result.code,
-                "signal": result.signal,
-                "status": None if result.status is None else result.status.value,
-                "message": result.message,
-                "cpu_time": result.cpu_time,
-                "wall_time": result.wall_time,
-                "memory": result.memory,
-            },
+            JobExit(
+                job=self.job.id,
+                stage=stage,
+                code=result.code,
+                signal=result.signal,
+                status=result.status,
+                message=result.message,
+                cpu_time=result.cpu_time,
+                wall_time=result.wall_time,
+                memory=result.memory,
+            ),
         )
 
 
@@ -102,11 +123,11 @@ async def start_job(manager: JobManager, params: Mapping[str, Any], peer: Peer) 
     job = InteractiveJob(id=job_id, stdin=send)
     _jobs(peer)[job_id] = job
     peer.nursery.start_soon(_run, manager, prepared, job, receive, peer)
-    return {
-        "job": job_id,
-        "language": prepared.runtime.language,
-        "version": prepared.runtime.version,
-    }
+    started = JobStarted(
+        job=job_id, language=prepared.runtime.language, version=prepared.runtime.version
+    )
+    result: dict[str, Any] = converter.unstructure(started)
+    return result
 
 
 async def _run(
@@ -117,25 +138,21 @@ async def _run(
     peer: Peer,
 ) -> None:
     events = PeerEvents(peer, job)
-    error: dict[str, Any] | None = None
+    error: PistondError | None = None
     try:
         with job.scope, stdin:
             await manager.run(prepared, job_id=job.id, events=events, stdin=stdin)
         if job.scope.cancelled_caught:
-            error = {"code": "killed", "message": "job killed"}
+            error = JobKilled(job.kill_reason)
     except PistondError as exc:
-        error = exc.to_wire()
+        error = exc
     except Exception:
         logger.exception("interactive job %s failed", job.id)
-        error = {"code": "internal", "message": f"internal error in job {job.id}"}
+        error = InternalError(f"internal error in job {job.id}")
     finally:
         _jobs(peer).pop(job.id, None)
-    done: dict[str, Any] = {"job": job.id}
-    if error is not None:
-        done["error"] = error
-    if not peer.closed:
-        with trio.move_on_after(5):
-            await peer.notify("job.done", done)
+    done = JobDone(job=job.id, error=None if error is None else error.to_wire())
+    peer.notify_nowait("job.done", converter.unstructure(done), force=True)
 
 
 async def write(params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import base64
 import binascii
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+from pistond.config import REQUEST_LIMIT_KEYS
 from pistond.errors import InvalidParams
 from pistond.models import ExecuteRequest, SourceFile
 
@@ -38,15 +39,6 @@ FIELDS: Final = frozenset(
 )
 FILE_FIELDS: Final = frozenset({"name", "content", "encoding"})
 ENCODINGS: Final = ("utf8", "base64", "hex")
-LIMIT_ORDER: Final = (
-    "compile_memory_limit",
-    "run_memory_limit",
-    "compile_timeout",
-    "run_timeout",
-    "compile_cpu_time",
-    "run_cpu_time",
-    "output_max_size",
-)
 MAX_FILES: Final = 1000
 MAX_NAME_LENGTH: Final = 1024
 MAX_NAME_COMPONENT: Final = 255
@@ -89,7 +81,7 @@ def validate_execute(
     unknown = sorted(set(params) - FIELDS)
     if unknown:
         raise InvalidParams(f"unknown field {unknown[0]!r}")
-    message = piston_field_error(params, binary_content=True)
+    message = piston_field_error(params)
     if message is not None:
         raise InvalidParams(message)
     language, version, raw_files = params["language"], params["version"], params["files"]
@@ -98,7 +90,7 @@ def validate_execute(
     if runtime.language != "file" and not any(file.is_text for file in files):
         raise InvalidParams("files must include at least one utf8 encoded file")
     caps = runtime_limits(runtime)
-    limits = {name: _check_limit(params, name, caps) for name in LIMIT_ORDER}
+    limits = {name: _check_limit(params, name, caps) for name in REQUEST_LIMIT_KEYS}
     request = ExecuteRequest(
         language=language,
         version=version,
@@ -111,12 +103,10 @@ def validate_execute(
     return request, runtime, caps
 
 
-def piston_field_error(params: Mapping[str, Any], *, binary_content: bool) -> str | None:
+def piston_field_error(params: Mapping[str, Any]) -> str | None:
     """Piston's checks 1 to 4 (piston-v2.md §1.4), in order: the first failure's text, or None.
 
-    Args:
-        params: the request's fields.
-        binary_content: whether bytes count as content (msgpack bin; never in Piston's JSON).
+    Content may be text or bytes (msgpack bin: what the gateway decoded from base64 or hex).
     """
     language = params.get("language")
     if not isinstance(language, str) or not language:
@@ -127,10 +117,9 @@ def piston_field_error(params: Mapping[str, Any], *, binary_content: bool) -> st
     files = params.get("files")
     if not isinstance(files, list):
         return "files is required as an array"
-    content_types = (str, bytes) if binary_content else (str,)
     for index, raw in enumerate(files):
         content = raw.get("content") if isinstance(raw, dict) else None
-        if not isinstance(content, content_types):
+        if not isinstance(content, str | bytes):
             return f"files[{index}].content is required as a string"
     return None
 

@@ -22,7 +22,8 @@ from pistond.errors import (
 )
 from pistond.jobs import JobManager
 from pistond.models import SandboxInfo
-from pistond.rpc import PeerCredentials, RpcClient
+from pistond.rpc import Connection, PeerCredentials, RpcClient
+from pistond.rpc.framing import MessageDecoder, pack
 from pistond.runtimes import Runtime, RuntimeRegistry
 from pistond.sandbox.spec import RootView
 from pistond.testing.fake_sandbox import FakeSandbox, FakeStage, stage_result
@@ -247,4 +248,34 @@ async def test_api_jobs_belong_to_their_connection() -> None:
         assert api.jobs.counts().running == 1
     await trio.testing.wait_all_tasks_blocked()
     assert api.jobs.counts().running == 0
+    assert sandbox.open_boxes == 0
+
+
+async def test_api_job_of_a_client_that_does_not_read_is_killed() -> None:
+    """Output nobody reads fills the connection's notification buffer: the job is killed and
+    its job.done, after the output that fitted, says why."""
+    chunks = tuple(("stdout", b"o" * 1000) for _ in range(50))
+    sandbox = FakeSandbox(default=FakeStage(chunks=chunks, duration=math.inf))
+    api = make_api(sandbox, PISTON_OUTPUT_MAX_SIZE="1000000")
+    client, server = trio.testing.lockstep_stream_pair()
+    connection = Connection(server, dispatcher=api, notification_buffer=8000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(connection.run)
+        await client.send_all(
+            pack([0, 1, "job.start", [{"language": "py", "version": "*", "files": FILES}]])
+        )
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+            assert (api.jobs.counts().running, sandbox.open_boxes) == (0, 0)
+            decoder = MessageDecoder()
+            messages: list[Any] = []
+            while not messages or messages[-1][1] != "job.done":
+                decoder.feed(await client.receive_some(65536))
+                messages.extend(decoder)
+        nursery.cancel_scope.cancel()
+    done = messages[-1][2][0]
+    assert done["error"]["code"] == "killed"
+    assert done["error"]["message"].startswith("job killed: its client did not read its output")
+    outputs = [m for m in messages if m[:2] == [2, "job.output"]]
+    assert 1 <= len(outputs) < 10
     assert sandbox.open_boxes == 0

@@ -3,8 +3,9 @@
 The gateway is unprivileged: started as root, it drops to ``PISTON_GATEWAY_USER`` before
 serving (:mod:`pistond.gateway.privileges`), unless given ``--allow-root`` or
 ``PISTON_GATEWAY_ALLOW_ROOT=true``. Its own settings, beside the daemon's configuration:
-``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_USER`` and
-``PISTON_GATEWAY_ALLOW_ROOT``.
+``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_USER``,
+``PISTON_GATEWAY_ALLOW_ROOT`` and the ``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
+The listening socket is opened before the drop, so a privileged port works.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
-from pistond.config import load_config
+from pistond.config import DaemonConfig, load_config
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.privileges import become_gateway_user
+from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
+from pistond.gateway.stream import ConnectionLimits
+from pistond.rpc.descriptors import lift_open_files_limit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,18 +37,41 @@ logger = logging.getLogger("pistond.gateway")
 EXIT_CONFIG: Final = 2
 SHUTDOWN_GRACE: Final = 10.0
 """Seconds open requests get to finish after SIGTERM."""
+FILES_SPARE: Final = 64
+"""Descriptors beyond the connections' own: listeners, logs, the event loop."""
+FILES_FOR_UNCAPPED: Final = 32_768
+"""Connections to provide descriptors for when they are not capped."""
 
 
-def hypercorn_config(bind_address: str, settings: GatewaySettings) -> HypercornConfig:
-    """Hypercorn settings for the gateway: one bind, no server header, bounded messages."""
-    config = HypercornConfig()
-    config.bind = [bind_address]
-    config.include_server_header = False
-    config.graceful_timeout = SHUTDOWN_GRACE
-    config.websocket_max_message_size = settings.max_body_size
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
+def gateway_settings(config: DaemonConfig) -> GatewaySettings:
+    """What the app needs from the configuration."""
+    return GatewaySettings(
+        socket=config.socket,
+        max_body_size=config.max_body_size,
+        max_websockets=config.gateway_max_websockets,
+        max_jobs_per_client=config.gateway_max_jobs_per_client,
+    )
+
+
+def server_settings(config: DaemonConfig) -> ServerSettings:
+    """How the gateway serves HTTP: caps, deadlines, WebSocket messages bounded like bodies."""
+    return ServerSettings(
+        limits=ConnectionLimits(
+            idle_timeout=config.gateway_idle_timeout / 1000,
+            head_timeout=config.gateway_head_timeout / 1000,
+            body_timeout=config.gateway_body_timeout / 1000,
+        ),
+        websocket_max_message_size=config.max_body_size,
+        graceful_timeout=SHUTDOWN_GRACE,
+        max_connections=config.gateway_max_connections,
+        max_connections_per_client=config.gateway_max_connections_per_client,
+    )
+
+
+def open_files_needed(max_connections: int) -> int:
+    """Descriptors the gateway may need: each connection's socket and, during a request, one
+    to the daemon; ``2 * FILES_FOR_UNCAPPED`` without a connection cap."""
+    return 2 * (max_connections or FILES_FOR_UNCAPPED) + FILES_SPARE
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -80,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(environ, args.config)
         allow_root = args.allow_root or config.gateway_allow_root
-        settings = GatewaySettings(socket=config.socket, max_body_size=config.max_body_size)
+        settings = gateway_settings(config)
     except ConfigError as exc:
         print(f"pistond-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -89,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.CRITICAL + 10 if level == "NONE" else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        listeners = open_listeners([config.bind_address])
+    except OSError as exc:
+        print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    lift_open_files_limit(open_files_needed(config.gateway_max_connections))
     if os.geteuid() == 0 and not allow_root:
         try:
             identity = become_gateway_user(config)
@@ -97,10 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         logger.info("serving as %s (uid %d, gid %d)", identity.user, identity.uid, identity.gid)
     app = create_app(settings)
-    hypercorn = hypercorn_config(config.bind_address, settings)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
-    framework: Any = app  # Starlette's ASGI types and hypercorn's differ only in their names
-    trio.run(partial(serve, framework, hypercorn, shutdown_trigger=_wait_for_signal))
+    trio.run(
+        partial(
+            serve_gateway,
+            app,
+            listeners,
+            server_settings(config),
+            shutdown_trigger=_wait_for_signal,
+        )
+    )
     return 0
 
 

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
 
 import attrs
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from pistond.client import PistonClient
+from pistond.convert import converter
 from pistond.errors import PistondError
 from pistond.gateway import v2
 from pistond.gateway.connect import ConnectHandler
-from pistond.gateway.daemon import Daemon
+from pistond.gateway.daemon_socket import DaemonSocket
 from pistond.gateway.errors import (
     INTERNAL,
     DaemonUnavailable,
@@ -33,9 +36,11 @@ from pistond.gateway.errors import (
     from_rpc_error,
     unavailable,
 )
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
 from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 from pistond.gateway.playground.page import Playground
+from pistond.semver import max_satisfying
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -45,6 +50,8 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -61,6 +68,10 @@ class GatewaySettings:
     """Largest request body, in bytes; larger bodies get 413."""
     init_timeout: float = 1.0
     """Seconds a WebSocket client has to send an accepted ``init`` frame."""
+    max_websockets: int = 256
+    """WebSocket sessions open at once; more get 503. 0: no cap."""
+    max_jobs_per_client: int = 16
+    """Jobs (executes and WebSocket sessions) one client may have at once; more get 429. 0: none."""
 
 
 def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -76,18 +87,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body (chunked or not), at most ``limit`` bytes.
 
     Raises:
-        HttpError: 413 when the body is larger than ``limit``.
+        HttpError: 413 when the body is larger than ``limit``; 499 when the client left (or
+            its connection was ended for a late body) before it was complete.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise HttpError(413, "request body too large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, "request body too large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, "request body too large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HttpError(499, "client closed request") from None
     return b"".join(chunks)
 
 
@@ -115,13 +130,20 @@ def parse_json(body: bytes, content_type: str) -> object:
         raise HttpError(415, "requests must be of type application/json") from None
 
 
+def refused(full: Full) -> HttpError:
+    """The HTTP answer of a cap: 503 or 429, with ``Retry-After``."""
+    return HttpError(full.status, full.message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 @attrs.define(eq=False)
 class Gateway:
     """The request handlers, bound to a daemon and the metrics."""
 
     settings: GatewaySettings
-    daemon: Daemon
+    daemon: DaemonSocket
     metrics: GatewayMetrics
+    jobs: Places
+    """Jobs in progress, per client (executes and WebSocket sessions)."""
 
     async def json_body(self, request: Request) -> object:
         """The request's JSON body (see :func:`parse_json`)."""
@@ -132,29 +154,35 @@ class Gateway:
         self,
         request: Request,
         method: str,
-        params: dict[str, Any],
+        call: Callable[[PistonClient], Awaitable[T]],
         *,
         package: tuple[str, str] | None = None,
-    ) -> Any:
-        """Call the daemon; cancel the call (and so the job) if the HTTP client goes away.
+    ) -> T:
+        """``await call(client)`` on the daemon; cancelled (with its job) if the client leaves.
+
+        Args:
+            request: the HTTP request the call serves.
+            method: the RPC method ``call`` makes, for log lines and Piston's package texts.
+            call: what to do with the typed client.
+            package: language and version of a package request.
 
         Raises:
             HttpError: the daemon's error reply or unavailability, as an HTTP answer.
         """
-        result: Any = None
+        results: list[T] = []
         error: HttpError | None = None
         answered = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
             try:
-                result = await self.daemon.call(method, params)
+                results.append(await self.daemon.run(call))
+            except DaemonUnavailable:
+                error = unavailable()
             except PistondError as exc:
                 logger.info("daemon refused %s: %s %s", method, exc.code, exc.message)
                 error = from_rpc_error(
                     exc, package=package, uninstall=method == "packages.uninstall"
                 )
-            except DaemonUnavailable:
-                error = unavailable()
             answered = True
             nursery.cancel_scope.cancel()
         if not answered:
@@ -162,7 +190,7 @@ class Gateway:
             error = HttpError(499, "client closed request")
         if error is not None:
             raise error
-        return result
+        return results[0]
 
     async def version(self, request: Request) -> Response:
         """``GET /``: Piston's version banner."""
@@ -170,35 +198,85 @@ class Gateway:
 
     async def runtimes(self, request: Request) -> Response:
         """``GET /api/v2/runtimes``."""
-        raw = await self.call(request, "runtimes", {})
-        return JSONResponse(v2.runtimes(raw))
+        listed = await self.call(request, "runtimes", PistonClient.runtimes)
+        return JSONResponse(v2.runtimes(listed))
 
     async def execute(self, request: Request) -> Response:
         """``POST /api/v2/execute``."""
         try:
             params = v2.execute_params(await self.json_body(request))
-            raw = await self.call(request, "execute", params)
+            client = client_key(request)
+            try:
+                self.jobs.take(client)
+            except Full as full:
+                raise refused(full) from None
+            try:
+                result = await self.call(
+                    request, "execute", lambda daemon: daemon.execute_request(params)
+                )
+            finally:
+                self.jobs.give_back(client)
         except HttpError as exc:
             if exc.status < 500:
                 self.metrics.job_finished("rejected")
             raise
-        answer = v2.job_result(raw)
+        answer = v2.job_result(result)
         self.metrics.job_finished(answer["run"]["status"] if "run" in answer else None)
         return JSONResponse(answer)
 
     async def packages(self, request: Request) -> Response:
         """``GET``, ``POST`` and ``DELETE /api/v2/packages``."""
         if request.method == "GET":
-            return JSONResponse(v2.packages(await self.call(request, "packages", {})))
-        params = v2.package_params(await self.json_body(request))
-        method = "packages.install" if request.method == "POST" else "packages.uninstall"
-        package = (params["language"], params["version"])
-        raw = await self.call(request, method, params, package=package)
-        return JSONResponse(v2.package_result(raw))
+            listed = await self.call(request, "packages", PistonClient.packages)
+            return JSONResponse(v2.packages(listed))
+        language, version = v2.package_params(await self.json_body(request))
+        install = request.method == "POST"
+        method = "packages.install" if install else "packages.uninstall"
+        try:
+            if install:
+                done = await self.call(
+                    request,
+                    method,
+                    lambda daemon: daemon.install_package(language, version),
+                    package=(language, version),
+                )
+            else:
+                done = await self.call(
+                    request,
+                    method,
+                    lambda daemon: daemon.uninstall_package(language, version),
+                    package=(language, version),
+                )
+        except HttpError as exc:
+            nowhere = (
+                exc.status == 404
+                and not install
+                and not await self._package_exists(request, language, version)
+            )
+            if nowhere:
+                text = f"Requested package {language}-{version} does not exist"
+                raise HttpError(404, text) from None
+            raise
+        return JSONResponse(v2.package_result(done))
+
+    async def _package_exists(self, request: Request, language: str, version: str) -> bool:
+        """Whether any local recipe or index entry is package ``language`` within ``version``.
+
+        Decides Piston's text for a removal that matched nothing installed: ``... is not
+        installed`` for a package that exists, ``Requested package ... does not exist`` for one
+        that exists nowhere. When the list cannot be read, the package is taken to exist.
+        """
+        try:
+            listed = await self.call(request, "packages", PistonClient.packages)
+        except HttpError:
+            return True
+        versions = [item.version for item in listed if item.language == language]
+        return max_satisfying(versions, version) is not None
 
     async def status(self, request: Request) -> Response:
         """``GET /status``: the daemon's ``status`` (jobs, sandbox features, limits), read-only."""
-        return JSONResponse(await self.call(request, "status", {}))
+        status = await self.call(request, "status", PistonClient.status)
+        return JSONResponse(converter.unstructure(status))
 
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
@@ -263,8 +341,15 @@ def create_app(
         The ASGI application (Starlette behind the metrics middleware).
     """
     metrics = metrics or GatewayMetrics()
-    gateway = Gateway(settings, Daemon(settings.socket), metrics)
-    connect = ConnectHandler(gateway.daemon, metrics, init_timeout=settings.init_timeout)
+    jobs = Places("jobs", per_client=settings.max_jobs_per_client)
+    gateway = Gateway(settings, DaemonSocket(settings.socket), metrics, jobs)
+    connect = ConnectHandler(
+        gateway.daemon,
+        metrics,
+        init_timeout=settings.init_timeout,
+        jobs=jobs,
+        sessions=Places("WebSocket sessions", total=settings.max_websockets),
+    )
     playground = playground or Playground()
     routes: list[BaseRoute] = [
         Route("/", _handled(playground.negotiate(gateway.version)), methods=["GET"]),

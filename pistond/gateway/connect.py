@@ -19,20 +19,25 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 import trio
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from pistond.errors import ErrorCode, PistondError
+from pistond.errors import ErrorCode, InvalidParams, PistondError
 from pistond.gateway import v2
-from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable, HttpError
-from pistond.rpc.client import NotificationOverflow
+from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
+from pistond.models import JobDone, JobExit, JobOutput, JobStage
+from pistond.rpc.client import NotificationOverflow, sole_exception
 from pistond.rpc.connection import ConnectionLost
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from starlette.websockets import WebSocket
 
-    from pistond.gateway.daemon import Daemon
+    from pistond.client import InteractiveJob
+    from pistond.gateway.daemon_socket import DaemonSocket
     from pistond.gateway.metrics import GatewayMetrics
-    from pistond.rpc.client import RpcClient, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ MAX_WRITE: Final = 1024 * 1024
 """Largest ``job.write`` chunk; bigger ``data`` frames are split."""
 NOTIFICATION_BUFFER: Final = 4096
 """Notifications buffered per session; a client reading slower than that loses its session."""
+OUTPUT_NOT_READ: Final = "the job was stopped: its output came faster than the client read it"
 _ENDED: Final = frozenset({ErrorCode.JOB_NOT_FOUND})
 
 
@@ -141,21 +147,45 @@ class _Session:
 class ConnectHandler:
     """The ``/api/v2/connect`` endpoint."""
 
-    daemon: Daemon
+    daemon: DaemonSocket
     metrics: GatewayMetrics
     init_timeout: float = 1.0
+    jobs: Places = attrs.field(factory=lambda: Places("jobs"))
+    """Jobs per client, shared with ``/execute``: a session holds one from its handshake."""
+    sessions: Places = attrs.field(factory=lambda: Places("WebSocket sessions"))
 
     async def session(self, websocket: WebSocket) -> None:
-        """Serve one WebSocket client until its job completes or either side leaves."""
+        """Serve one WebSocket client until its job completes or either side leaves.
+
+        A session takes a WebSocket place and one of its client's job places before the
+        handshake is accepted; without one the handshake is refused with HTTP 503 (the gateway
+        is full) or 429 (this client's share), ``{"message"}`` and ``Retry-After``.
+        """
+        client = client_key(websocket)
+        try:
+            with self.sessions.hold(client), self.jobs.hold(client):
+                await self._serve(websocket)
+        except Full as full:
+            logger.info("refused a WebSocket session from %s: %s", client, full.message)
+            with contextlib.suppress(*_SEND_ERRORS):
+                await websocket.send_denial_response(
+                    JSONResponse(
+                        {"message": full.message},
+                        status_code=full.status,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                    )
+                )
+
+    async def _serve(self, websocket: WebSocket) -> None:
         session = _Session(websocket, self.metrics)
         try:
             await websocket.accept()
             params = await self._wait_init(session)
             await self._run_job(session, params)
-        except* DaemonUnavailable:
+        except DaemonUnavailable:
             with contextlib.suppress(_Closed):
                 await session.fail(DAEMON_UNAVAILABLE)
-        except* (_Closed, _Disconnected):
+        except (_Closed, _Disconnected):
             pass
 
     async def _wait_init(self, session: _Session) -> dict[str, Any]:
@@ -167,37 +197,33 @@ class ConnectHandler:
                     continue  # Piston ignores frames of other types
                 if kind != "init":
                     await session.close(CLOSE_NOT_INITIALIZED)
-                try:
-                    return v2.interactive_params(frame)
-                except HttpError as exc:
-                    self.metrics.job_finished("rejected")
-                    await session.fail(exc.message)
+                return v2.interactive_params(frame)
         await session.close(CLOSE_INIT_TIMEOUT)
 
     async def _run_job(self, session: _Session, params: dict[str, Any]) -> None:
-        async with self.daemon.open_session() as client:
-            with client.subscribe("job.", max_buffer=NOTIFICATION_BUFFER) as events:
-                try:
-                    started = await client.call("job.start", params)
-                except (OSError, trio.BrokenResourceError) as exc:
-                    raise DaemonUnavailable(str(exc)) from None
-                except PistondError as exc:
-                    self.metrics.job_finished("rejected")
-                    await session.fail(exc.message or INTERNAL)
-                job = str(started["job"])
-                events.retain(lambda event: event.params.get("job") == job)
+        async with self.daemon.open_client() as client:
+            job = client.start_job_request(params, event_buffer=NOTIFICATION_BUFFER)
+            try:
+                started = await job.start()
+            except ConnectionLost as exc:
+                raise DaemonUnavailable(str(exc)) from None
+            except PistondError as exc:
+                self.metrics.job_finished("rejected")
+                await session.fail(exc.message or INTERNAL)
+            try:
                 await session.send(
-                    {
-                        "type": "runtime",
-                        "language": started["language"],
-                        "version": started["version"],
-                    }
+                    {"type": "runtime", "language": started.language, "version": started.version}
                 )
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump_events, session, events)
-                    await self._read_frames(session, client, job)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump_events, session, job)
+                        await self._read_frames(session, job)
+                except BaseExceptionGroup as group:
+                    raise sole_exception(group) from None
+            finally:
+                await job.aclose()
 
-    async def _read_frames(self, session: _Session, client: RpcClient, job: str) -> None:
+    async def _read_frames(self, session: _Session, job: InteractiveJob) -> None:
         while True:
             frame = await session.receive()
             kind = None if frame is None else frame.get("type")
@@ -206,18 +232,16 @@ class ConnectHandler:
             if kind == "init":
                 await session.close(CLOSE_ALREADY_INITIALIZED)
             elif kind == "data":
-                await self._write(session, client, job, frame)
+                await self._write(session, job, frame)
             elif kind == "signal":
                 name = frame.get("signal")
                 if not isinstance(name, str) or name not in v2.SIGNAL_NAMES:
                     await session.close(CLOSE_INVALID_SIGNAL)
-                await self._request(session, client, "job.signal", {"job": job, "signal": name})
+                await self._request(session, "job.signal", job.signal(name))
             elif kind == "eof":
-                await self._request(session, client, "job.close_stdin", {"job": job})
+                await self._request(session, "job.close_stdin", job.close_stdin())
 
-    async def _write(
-        self, session: _Session, client: RpcClient, job: str, frame: dict[str, Any]
-    ) -> None:
+    async def _write(self, session: _Session, job: InteractiveJob, frame: dict[str, Any]) -> None:
         if frame.get("stream") != "stdin":
             await session.close(CLOSE_STDIN_ONLY)
         data = frame.get("data")
@@ -225,45 +249,45 @@ class ConnectHandler:
             await session.fail("data must be a string")
         payload = v2.wire_text(data).encode()
         for start in range(0, len(payload), MAX_WRITE):
-            chunk = payload[start : start + MAX_WRITE]
-            await self._request(session, client, "job.write", {"job": job, "data": chunk})
+            await self._request(session, "job.write", job.write(payload[start : start + MAX_WRITE]))
 
-    async def _request(
-        self, session: _Session, client: RpcClient, method: str, params: dict[str, Any]
-    ) -> None:
-        """Call a ``job.*`` method; a job that already ended is not an error."""
+    async def _request(self, session: _Session, method: str, request: Awaitable[None]) -> None:
+        """Await a ``job.*`` request; a job that already ended is not an error."""
         try:
-            await client.call(method, params)
+            await request
+        except ConnectionLost as exc:
+            raise DaemonUnavailable(str(exc)) from None
         except PistondError as exc:
             if exc.code in _ENDED:
                 logger.debug("%s after the job ended", method)
                 return
             if method == "job.signal" and exc.code is ErrorCode.INVALID_PARAMS:
-                logger.info("daemon cannot deliver %s: %s", params.get("signal"), exc.message)
+                logger.info("daemon cannot deliver a signal: %s", exc.message)
                 return
             await session.fail(exc.message or INTERNAL)
 
-    async def _pump_events(self, session: _Session, events: Subscription) -> None:
+    async def _pump_events(self, session: _Session, job: InteractiveJob) -> None:
         try:
-            async for event in events:
-                params = event.params
-                if event.method == "job.stage":
-                    await session.send({"type": "stage", "stage": params.get("stage")})
-                elif event.method == "job.output":
-                    stream = params.get("stream")
-                    data = params.get("data")
-                    if stream in ("stdout", "stderr") and isinstance(data, bytes | str):
-                        raw = data if isinstance(data, bytes) else data.encode()
-                        text = session.decode(stream, raw)
+            while (event := await job.next_event()) is not None:
+                if isinstance(event, JobStage):
+                    await session.send({"type": "stage", "stage": event.stage.value})
+                elif isinstance(event, JobOutput):
+                    if event.stream in ("stdout", "stderr"):
+                        text = session.decode(event.stream, event.data)
                         if text:
-                            await session.send({"type": "data", "stream": stream, "data": text})
-                elif event.method == "job.exit":
+                            await session.send(
+                                {"type": "data", "stream": event.stream, "data": text}
+                            )
+                elif isinstance(event, JobExit):
                     await self._flush(session)
-                    session.last_status = params.get("status")
-                    await session.send(v2.exit_frame(params))
-                elif event.method == "job.done":
-                    await self._done(session, params)
-        except (ConnectionLost, NotificationOverflow) as exc:
+                    session.last_status = None if event.status is None else event.status.value
+                    await session.send(v2.exit_frame(event))
+                else:
+                    await self._done(session, event)
+        except NotificationOverflow as exc:
+            logger.warning("job output came faster than the client read it: %s", exc)
+            await session.fail(OUTPUT_NOT_READ)
+        except (ConnectionLost, InvalidParams) as exc:
             logger.warning("job event stream ended: %s", exc)
         await session.fail(DAEMON_UNAVAILABLE)
 
@@ -274,8 +298,8 @@ class ConnectHandler:
                 await session.send({"type": "data", "stream": stream, "data": text})
         session.decoders.clear()
 
-    async def _done(self, session: _Session, params: dict[str, Any]) -> None:
-        error = params.get("error")
+    async def _done(self, session: _Session, done: JobDone) -> None:
+        error = done.error
         if isinstance(error, dict):
             self.metrics.job_finished("error")
             text = error.get("message")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pistond.gateway.v2 import LIMIT_FIELDS
+from pistond.config import PISTON_REQUEST_LIMIT_KEYS
 
 PISTON_VERSION: Final = "3.1.1"
 
@@ -21,8 +21,12 @@ _MESSAGE: Final = _ref("Message")
 _ERRORS: Final = {
     "400": _json(_MESSAGE, "Validation failure or malformed JSON"),
     "413": _json(_MESSAGE, "Request body too large"),
+    "408": _json(_MESSAGE, "The request head or body did not arrive in time"),
     "415": _json(_MESSAGE, "Body is not JSON"),
-    "503": _json(_MESSAGE, "Daemon unavailable or overloaded; see Retry-After"),
+    "429": _json(_MESSAGE, "This client runs its share of jobs already; see Retry-After"),
+    "503": _json(
+        _MESSAGE, "Daemon unavailable or overloaded, or the gateway is full; see Retry-After"
+    ),
 }
 
 _STAGE: Final = {
@@ -78,7 +82,7 @@ _EXECUTE: Final = {
                 "description": "0 or absent: the configured limit"
                 + ("; -1: the configured limit" if "memory" in name else ""),
             }
-            for name in LIMIT_FIELDS
+            for name in PISTON_REQUEST_LIMIT_KEYS
         },
     },
 }

@@ -1,11 +1,14 @@
-"""Piston v2 JSON shapes to RPC params and RPC results to Piston JSON, upstream quirks kept.
+"""Piston v2 JSON shapes to RPC params, and the daemon's typed results to Piston JSON.
 
-The gateway performs Piston's first checks (piston-v2.md §1.4, steps 1 to 4) itself and
-forwards the rest in a form the daemon validates in Piston's order and words (PROTOCOL.md):
-falsy limits and ``-1`` memory limits are left out (D1, D16), other values are passed on as
-given, so a numeric string still gets ``If specified, <name> must be a number``. Files are
-decoded as Node decodes them (lenient base64 and hex, unknown encodings mean utf8) and sent
-as text (utf8) or bytes. stdin gets Piston's trailing newline (D7).
+Requests are translated, not validated: the daemon validates every ``execute`` and
+``job.start`` once, in Piston's order and words (PROTOCOL.md, piston-v2.md §1.4), so a field
+that does not have the shape Piston expects is passed on as it came and answered by the
+daemon's message. What Piston's server does to a valid body happens here: files are decoded as
+Node decodes them (lenient base64 and hex, unknown encodings mean utf8) and sent as text
+(utf8) or bytes, an empty or null ``name`` means none, stdin gets Piston's trailing newline
+(D7), falsy limits and ``-1`` memory limits are left out (D1, D16), unknown fields are dropped.
+Results arrive as :mod:`pistond.models` records (the typed client structured them) and leave
+in Piston's key order, with its quirks (``run`` mirrors a failed ``compile``, SIGKILL forced).
 """
 
 from __future__ import annotations
@@ -15,25 +18,16 @@ import math
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-import cattrs
-
+from pistond.config import PISTON_REQUEST_LIMIT_KEYS
 from pistond.gateway.errors import bad_request
-from pistond.models import JobResult, RuntimeInfo, StageResult, StageStatus
+from pistond.models import StageStatus
 from pistond.signals import SIGNALS
-from pistond.validation import piston_field_error
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-LIMIT_FIELDS: Final = (
-    "compile_memory_limit",
-    "run_memory_limit",
-    "compile_timeout",
-    "run_timeout",
-    "compile_cpu_time",
-    "run_cpu_time",
-)
-"""Request limits in Piston's checking order."""
+    from pistond.models import JobExit, JobResult, PackageInfo, PackageRef, RuntimeInfo, StageResult
+
 MEMORY_FIELDS: Final = frozenset({"compile_memory_limit", "run_memory_limit"})
 _INT64_MAX: Final = 2**63 - 1
 _KILLED_STATUSES: Final = frozenset(
@@ -88,8 +82,13 @@ def decode_hex(text: str) -> bytes:
     return bytes(out)
 
 
-def _file_param(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """One Piston file as a PROTOCOL.md ``File``: utf8 files as text, others as bytes."""
+def _file_param(raw: Any) -> Any:
+    """One Piston file as a PROTOCOL.md ``File``: utf8 files as text, others as bytes.
+
+    A file without string content is passed on as it is, for the daemon to refuse.
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("content"), str):
+        return _wire_value(raw)
     file: dict[str, Any] = {}
     name = raw.get("name")
     if name is not None and name != "":
@@ -122,21 +121,17 @@ def execute_params(body: object) -> dict[str, Any]:
         body: the parsed JSON body (any JSON value; non-objects have no fields).
 
     Returns:
-        Params for the daemon, which performs Piston's remaining checks in order.
-
-    Raises:
-        HttpError: 400 with Piston's message for its checks 1 to 4.
+        Params for the daemon, which checks them in Piston's order and words.
     """
     fields: Mapping[str, Any] = body if isinstance(body, dict) else {}
-    message = piston_field_error(fields, binary_content=False)
-    if message is not None:
-        raise bad_request(message)
-    language, version, files = fields["language"], fields["version"], fields["files"]
     params: dict[str, Any] = {
-        "language": wire_text(language),
-        "version": wire_text(version),
-        "files": [_file_param(file) for file in files],
+        name: _wire_value(fields[name]) for name in ("language", "version") if name in fields
     }
+    files = fields.get("files")
+    if files is not None:
+        params["files"] = (
+            [_file_param(file) for file in files] if isinstance(files, list) else _wire_value(files)
+        )
     stdin = fields.get("stdin")
     if stdin is None:
         stdin = ""
@@ -148,7 +143,7 @@ def execute_params(body: object) -> dict[str, Any]:
     args = fields.get("args")
     if args is not None:
         params["args"] = _wire_value(args)
-    for name in LIMIT_FIELDS:
+    for name in PISTON_REQUEST_LIMIT_KEYS:
         value = fields.get(name)
         if not value:
             continue  # D1: absent, 0, null, "" and false all mean "not given"
@@ -163,14 +158,14 @@ def interactive_params(body: Mapping[str, Any]) -> dict[str, Any]:
     params = execute_params(body)
     stdin = body.get("stdin")
     if stdin is None or stdin == "":
-        params.pop("stdin")
+        params.pop("stdin", None)
     elif isinstance(stdin, str):
         params["stdin"] = wire_text(stdin)
     return params
 
 
-def package_params(body: object) -> dict[str, Any]:
-    """The RPC params of a ``POST`` or ``DELETE /api/v2/packages`` body.
+def package_params(body: object) -> tuple[str, str]:
+    """Language and version of a ``POST`` or ``DELETE /api/v2/packages`` body.
 
     Raises:
         HttpError: 400 when ``language`` or ``version`` is not a non-empty string.
@@ -182,15 +177,7 @@ def package_params(body: object) -> dict[str, Any]:
     version = fields.get("version")
     if not isinstance(version, str) or not version:
         raise bad_request("version is required as a string")
-    return {"language": wire_text(language), "version": wire_text(version)}
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter()
-    converter.register_unstructure_hook(StageResult, stage_json)
-    converter.register_unstructure_hook(RuntimeInfo, runtime_json)
-    converter.register_unstructure_hook(JobResult, result_json)
-    return converter
+    return wire_text(language), wire_text(version)
 
 
 def stage_json(stage: StageResult) -> dict[str, Any]:
@@ -210,8 +197,8 @@ def stage_json(stage: StageResult) -> dict[str, Any]:
     }
 
 
-def result_json(result: JobResult) -> dict[str, Any]:
-    """An execute answer in Piston's key order; ``run`` is ``compile`` when compilation failed."""
+def job_result(result: JobResult) -> dict[str, Any]:
+    """Piston's execute answer, in its key order; ``run`` is ``compile`` when compilation failed."""
     answer: dict[str, Any] = {}
     run = result.run
     if result.compile is not None:
@@ -237,57 +224,25 @@ def runtime_json(runtime: RuntimeInfo) -> dict[str, Any]:
     return answer
 
 
-converter: Final = _make_converter()
-"""The gateway's converter: RPC results structured into pistond models, Piston JSON out."""
+def runtimes(listed: list[RuntimeInfo]) -> list[dict[str, Any]]:
+    """Piston's ``/runtimes`` answer, in the daemon's order."""
+    return [runtime_json(runtime) for runtime in listed]
 
 
-def job_result(raw: object) -> dict[str, Any]:
-    """Piston's execute answer from the daemon's ``execute`` result."""
-    if not isinstance(raw, dict):
-        raise TypeError("execute result is not a map")
-    return result_json(converter.structure({"compile": None, "run": None, **raw}, JobResult))
+def packages(listed: list[PackageInfo]) -> list[dict[str, Any]]:
+    """Piston's ``GET /packages`` answer."""
+    return [
+        {"language": item.language, "language_version": item.version, "installed": item.installed}
+        for item in listed
+    ]
 
 
-def runtimes(raw: object) -> list[dict[str, Any]]:
-    """Piston's ``/runtimes`` answer from the daemon's ``runtimes`` result, in its order."""
-    if not isinstance(raw, list):
-        raise TypeError("runtimes result is not a list")
-    filled = [{"runtime": None, **item} for item in raw]
-    return [runtime_json(item) for item in converter.structure(filled, list[RuntimeInfo])]
-
-
-def packages(raw: object) -> list[dict[str, Any]]:
-    """Piston's ``GET /packages`` answer from the daemon's ``packages`` result."""
-    if not isinstance(raw, list):
-        raise TypeError("packages result is not a list")
-    answer = []
-    for item in raw:
-        answer.append(
-            {
-                "language": str(item["language"]),
-                "language_version": str(item["version"]),
-                "installed": bool(item["installed"]),
-            }
-        )
-    return answer
-
-
-def package_result(raw: object) -> dict[str, Any]:
+def package_result(package: PackageRef) -> dict[str, Any]:
     """Piston's ``{"language", "version"}`` answer of a package install or uninstall."""
-    if not isinstance(raw, dict):
-        raise TypeError("package result is not a map")
-    return {"language": str(raw["language"]), "version": str(raw["version"])}
+    return {"language": package.language, "version": package.version}
 
 
-def exit_frame(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The WebSocket ``exit`` frame of a ``job.exit`` notification."""
-    status = event.get("status")
-    signal = event.get("signal")
-    if status in {"TO", "OL", "EL"}:
-        signal = "SIGKILL"
-    return {
-        "type": "exit",
-        "stage": event.get("stage"),
-        "code": event.get("code"),
-        "signal": signal,
-    }
+def exit_frame(event: JobExit) -> dict[str, Any]:
+    """The WebSocket ``exit`` frame of a ``job.exit`` event."""
+    signal = "SIGKILL" if event.status in _KILLED_STATUSES else event.signal
+    return {"type": "exit", "stage": event.stage.value, "code": event.code, "signal": signal}

@@ -30,6 +30,7 @@ from pistond.errors import (
     InternalError,
     InvalidParams,
     InvalidRequest,
+    JobKilled,
     JobNotFound,
     MethodNotFound,
     Overloaded,
@@ -64,6 +65,7 @@ ERROR_CLASSES: Final[dict[str, type[PistondError]]] = {
         PackageError,
         JobNotFound,
         Forbidden,
+        JobKilled,
         InternalError,
     )
 }
@@ -100,6 +102,21 @@ def error_from_wire(error: dict[str, Any]) -> PistondError:
     if cls is None:
         return RemoteError(code, text, data)
     return cls(text, data)
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside ``group`` (however nested), or ``group`` when it holds more."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 class NotificationOverflow(Exception):
@@ -238,16 +255,26 @@ class RpcClient:
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> AsyncIterator[RpcClient]:
-        """A client over an already connected stream, closed when the block exits."""
+        """A client over an already connected stream, closed when the block exits.
+
+        Error handling:
+            The connection's reader runs in a nursery around the block, yet an exception the
+            block raises leaves it as itself (a :class:`~pistond.errors.PistondError`, an
+            ``OSError``, ``Cancelled``...), never wrapped in an exception group; only several
+            errors at once stay a group.
+        """
         connection = Connection(stream, max_message_size=max_message_size)
         client = cls(connection)
         connection.on_notification = client._deliver
-        async with trio.open_nursery() as nursery:
-            await nursery.start(client._run)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client._run)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise sole_exception(group) from None
 
     async def _run(self, *, task_status: trio.TaskStatus[Peer] = trio.TASK_STATUS_IGNORED) -> None:
         try:

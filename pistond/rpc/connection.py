@@ -8,9 +8,15 @@ replies go out in completion order; as a client it matches responses to pending 
 Resource handling:
     At most ``max_in_flight`` requests are handled at once per connection; beyond that the
     reader stops reading, so a flooding peer meets the socket's back-pressure instead of
-    growing our memory. One write lock serialises sends; a send that makes no progress for
-    ``send_timeout`` seconds closes the connection. When the connection closes (end of
-    stream, protocol error, send failure), its nursery is cancelled: handlers still running
+    growing our memory. A message whose first bytes arrived must be complete within
+    ``frame_timeout`` seconds, or the connection closes (a peer cannot hold a connection, and
+    its buffer, with half a frame). One write lock serialises sends; a send that makes no
+    progress for ``send_timeout`` seconds closes the connection. Notifications the server
+    queues with :meth:`Peer.notify_nowait` wait in a buffer of at most
+    ``notification_buffer`` bytes, drained by a writer task; past it the call raises
+    :class:`NotificationBufferFull` (the API layer then kills the job it reports on), so a
+    peer that does not read never makes the daemon hold more. When the connection closes (end
+    of stream, protocol error, send failure), its nursery is cancelled: handlers still running
     and every task the API layer started in :attr:`Peer.nursery` are cancelled with it.
 
 Error handling:
@@ -25,9 +31,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 import struct
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -54,6 +62,10 @@ logger = logging.getLogger(__name__)
 READ_SIZE: Final = 64 * 1024
 DEFAULT_MAX_IN_FLIGHT: Final = 64
 DEFAULT_SEND_TIMEOUT: Final = 60.0
+DEFAULT_FRAME_TIMEOUT: Final = 30.0
+"""Seconds a started message may take to arrive completely."""
+DEFAULT_NOTIFICATION_BUFFER: Final = 4 * 1024 * 1024
+"""Bytes of notifications queued for a peer before queueing more fails."""
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds the last error reply before a close may take."""
 _PEERCRED: Final = struct.Struct("3i")
@@ -89,6 +101,10 @@ class ConnectionLost(PistondError, trio.BrokenResourceError):
     code = ErrorCode.INTERNAL
 
 
+class NotificationBufferFull(Exception):
+    """Raised by :meth:`Peer.notify_nowait` when the peer left too many notifications unread."""
+
+
 @attrs.define(eq=False)
 class Peer:
     """The other end of a server connection, as the dispatcher sees it."""
@@ -109,12 +125,28 @@ class Peer:
         return self._connection.closed
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
-        """Send ``[2, method, [params]]``; does nothing once the connection is closed.
+        """Queue ``[2, method, [params]]``, waiting while the buffer is full.
+
+        Does nothing once the connection is closed.
 
         Raises:
             TypeError: ``params`` holds something msgpack cannot encode.
         """
-        await self._connection.notify(method, params)
+        await self._connection.queue_notification(method, params)
+
+    def notify_nowait(self, method: str, params: dict[str, Any], *, force: bool = False) -> None:
+        """Queue ``[2, method, [params]]`` without waiting, in order with every other one.
+
+        Args:
+            method: the notification's method.
+            params: its named fields.
+            force: queue it even past the buffer's size (for a last, small notification).
+
+        Raises:
+            NotificationBufferFull: ``notification_buffer`` bytes are already waiting.
+            TypeError: ``params`` holds something msgpack cannot encode.
+        """
+        self._connection.notify_nowait(method, params, force=force)
 
 
 class Dispatcher(Protocol):
@@ -151,6 +183,8 @@ class Connection:
         max_message_size: largest incoming message, in bytes.
         max_in_flight: most requests handled at once before the reader stops reading.
         send_timeout: seconds one send may stall before the connection is closed.
+        frame_timeout: seconds a started message may take to complete.
+        notification_buffer: bytes of queued notifications (see :meth:`Peer.notify_nowait`).
     """
 
     stream: trio.abc.Stream
@@ -160,7 +194,14 @@ class Connection:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+    notification_buffer: int = DEFAULT_NOTIFICATION_BUFFER
     _write_lock: trio.Lock = attrs.field(init=False, factory=trio.Lock)
+    _outbox: deque[bytes] = attrs.field(init=False, factory=deque)
+    _outbox_size: int = attrs.field(init=False, default=0)
+    _outbox_lot: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot
+    )
     _in_flight: trio.Semaphore = attrs.field(init=False)
     _pending: dict[int, _PendingCall] = attrs.field(init=False, factory=dict)
     _msgids: itertools.count[int] = attrs.field(init=False, factory=itertools.count)
@@ -194,6 +235,7 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 peer = Peer(self.credentials, nursery, {}, self)
+                nursery.start_soon(self._write_outbox)
                 task_status.started(peer)
                 await self._read_loop(peer)
                 self._close()
@@ -211,6 +253,9 @@ class Connection:
             self._nursery.cancel_scope.cancel()
         for pending in self._pending.values():
             pending.done.set()
+        self._outbox.clear()
+        self._outbox_size = 0
+        self._outbox_lot.unpark_all()
 
     async def call(self, method: str, params: dict[str, Any]) -> Response:
         """Send a request and wait for its response (error responses are returned too).
@@ -234,9 +279,51 @@ class Connection:
         return pending.response
 
     async def notify(self, method: str, params: dict[str, Any]) -> None:
-        """Send a notification; does nothing once the connection is closed."""
+        """Send a notification now; does nothing once the connection is closed."""
         data = pack(to_wire(Notification(method, params)))
         if not self._closed:
+            await self._send(data)
+
+    def notify_nowait(self, method: str, params: dict[str, Any], *, force: bool = False) -> None:
+        """Queue a notification for the writer task (see :meth:`Peer.notify_nowait`)."""
+        data = pack(to_wire(Notification(method, params)))
+        if self._closed:
+            return
+        if not force and not self._has_room(len(data)):
+            raise NotificationBufferFull(
+                f"more than {self.notification_buffer} bytes of notifications are unread"
+            )
+        self._enqueue(data)
+
+    async def queue_notification(self, method: str, params: dict[str, Any]) -> None:
+        """Queue a notification, waiting while the buffer has no room for it."""
+        await self._enqueue_when_room(pack(to_wire(Notification(method, params))))
+
+    def _has_room(self, size: int) -> bool:
+        return not self._outbox or self._outbox_size + size <= self.notification_buffer
+
+    def _enqueue(self, data: bytes) -> None:
+        self._outbox.append(data)
+        self._outbox_size += len(data)
+        self._outbox_lot.unpark_all()
+
+    async def _enqueue_when_room(self, data: bytes) -> None:
+        """Queue ``data`` behind everything queued before, once the buffer has room for it."""
+        while not self._closed and not self._has_room(len(data)):
+            await self._outbox_lot.park()
+        if not self._closed:
+            self._enqueue(data)
+        await trio.lowlevel.checkpoint()
+
+    async def _write_outbox(self) -> None:
+        """Send queued responses and notifications in order, as fast as the peer reads them."""
+        while not self._closed:
+            if not self._outbox:
+                await self._outbox_lot.park()
+                continue
+            data = self._outbox.popleft()
+            self._outbox_size -= len(data)
+            self._outbox_lot.unpark_all()
             await self._send(data)
 
     def _next_msgid(self) -> int:
@@ -266,10 +353,16 @@ class Connection:
 
     async def _read_loop(self, peer: Peer) -> None:
         decoder = MessageDecoder(self.max_message_size)
+        deadline = math.inf
+        started_at = -1
         while not self._closed:
-            try:
-                data = await self.stream.receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            with trio.move_on_at(deadline) as scope:
+                try:
+                    data = await self.stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+            if scope.cancelled_caught:
+                await self._frame_timed_out(decoder)
                 return
             if not data:
                 return
@@ -284,6 +377,18 @@ class Connection:
                     error = InvalidRequest(exc.reason).to_wire()
                     await self._send_final(Response(exc.msgid, error))
                 return
+            if not decoder.pending:
+                deadline = math.inf
+            elif decoder.message_start != started_at:
+                started_at = decoder.message_start
+                deadline = trio.current_time() + self.frame_timeout
+
+    async def _frame_timed_out(self, decoder: MessageDecoder) -> None:
+        reason = f"a message was not completed within {self.frame_timeout:g} s"
+        logger.info("closing the connection of pid %d: %s", self.credentials.pid, reason)
+        msgid = decoder.pending_msgid()
+        if msgid is not None:
+            await self._send_final(Response(msgid, InvalidRequest(reason).to_wire()))
 
     async def _send_final(self, response: Response) -> None:
         with trio.move_on_after(CLOSE_TIMEOUT):
@@ -322,7 +427,8 @@ class Connection:
         """Run one request through the dispatcher and send its reply."""
         try:
             response = await self._dispatch(request, peer)
-            await self._send(self._encode_response(request, response))
+            # Behind the notifications the handler queued, so a peer sees them first.
+            await self._enqueue_when_room(self._encode_response(request, response))
         finally:
             self._in_flight.release()
 

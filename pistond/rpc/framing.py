@@ -96,6 +96,17 @@ class MessageDecoder:
         """Bytes of the incomplete message received so far, plus input not yet decoded."""
         return self._fed - self._message_start + len(self._input)
 
+    @property
+    def message_start(self) -> int:
+        """Stream offset where the pending (incomplete) message begins."""
+        return self._message_start
+
+    def pending_msgid(self) -> int | None:
+        """The msgid of the pending message, when its first bytes read as ``[0, msgid, ...``."""
+        start = self._message_start
+        head = self._head if start == self._head_start else self._tail_head(start)
+        return peek_request_id(head)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Queue received bytes; iterate the decoder to get the values they complete."""
         if len(self._input):
@@ -151,9 +162,7 @@ class MessageDecoder:
         return bytes(self._last_piece[offset : offset + _HEAD_SIZE])
 
     def _fail(self, error: FramingError) -> FramingError:
-        start = self._message_start
-        head = self._head if start == self._head_start else self._tail_head(start)
-        error.msgid = peek_request_id(head)
+        error.msgid = self.pending_msgid()
         self._error = error
         self._input = memoryview(b"")
         return error

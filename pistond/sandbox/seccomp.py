@@ -84,6 +84,18 @@ KERNEL_SURFACE_CALLS: Final = (
     "open_by_handle_at",
     "name_to_handle_at",
 )
+MEMORY_CALLS: Final = (
+    "modify_ldt",
+    "memfd_secret",
+    "mbind",
+    "move_pages",
+    "migrate_pages",
+)
+"""Memory features no sandboxed program needs, closed as container runtimes' default profiles
+close them: a per-process LDT (16-bit code; a recurring source of kernel bugs), secret memory
+(pages the kernel itself can no longer inspect), and NUMA page placement of the caller's or
+another process's memory. ENOSYS, as on a kernel built without them: runtimes that probe NUMA
+(libnuma, the JVM's -XX:+UseNUMA) fall back to ordinary allocation."""
 PROCESS_CALLS: Final = (
     "ptrace",
     "process_vm_readv",
@@ -98,6 +110,7 @@ DENIED: Final[Mapping[str, int]] = {
     "clone3": errno.ENOSYS,
     **dict.fromkeys(SYSTEM_CALLS, errno.EPERM),
     **dict.fromkeys(KERNEL_SURFACE_CALLS, errno.ENOSYS),
+    **dict.fromkeys(MEMORY_CALLS, errno.ENOSYS),
     **dict.fromkeys(PROCESS_CALLS, errno.EPERM),
 }
 """Calls denied whatever their arguments, with their errno."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
-from pistond.rpc.client import RpcClient
+from pistond.rpc.client import RpcClient, sole_exception
 from pistond.rpc.connection import DEFAULT_MAX_IN_FLIGHT, Connection, PeerCredentials
 from pistond.rpc.framing import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -43,7 +43,8 @@ async def open_memory_rpc(
     The server side is a real :class:`~pistond.rpc.connection.Connection` (the same framing,
     dispatch and error handling as over a socket) whose peer has ``credentials``
     (default: this process's). Leaving the block closes both ends and cancels every task the
-    dispatcher started in the peer's nursery.
+    dispatcher started in the peer's nursery. An error raised in the block leaves it as
+    itself, as with a socket client.
     """
     client_stream, server_stream = trio.testing.memory_stream_pair()
     server = Connection(
@@ -53,12 +54,15 @@ async def open_memory_rpc(
         max_message_size=max_message_size,
         max_in_flight=max_in_flight,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run)
-        try:
-            async with RpcClient.from_stream(
-                client_stream, max_message_size=max_message_size
-            ) as client:
-                yield client
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.run)
+            try:
+                async with RpcClient.from_stream(
+                    client_stream, max_message_size=max_message_size
+                ) as client:
+                    yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None

@@ -24,11 +24,11 @@ import attrs
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.metrics import GatewayMetrics
+from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
+from pistond.gateway.stream import ConnectionLimits
 from pistond.rpc.server import serve_rpc
 from pistond.testing.daemon import DaemonProcess
 
@@ -76,16 +76,43 @@ def _daemon_socket(directory: str, real: Path | None) -> tuple[Path, FakeDaemon 
     return Path(directory) / "fake.sock", FakeDaemon()
 
 
-def _hypercorn(settings: GatewaySettings) -> HypercornConfig:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.include_server_header = False
-    config.websocket_max_message_size = settings.max_body_size
-    config.graceful_timeout = 1.0
-    return config
+@attrs.frozen
+class StackSettings:
+    """How a test stack's gateways are set up (the defaults: the shipped caps and deadlines)."""
+
+    server: ServerSettings = attrs.field(
+        factory=lambda: ServerSettings(
+            websocket_max_message_size=MAX_BODY_SIZE, graceful_timeout=1.0
+        )
+    )
+    max_websockets: int = 256
+    max_jobs_per_client: int = 16
 
 
-async def _serve_stack(directory: str, real: Path | None, ready: queue.Queue[Any]) -> None:
+TIGHT = StackSettings(
+    server=ServerSettings(
+        limits=ConnectionLimits(idle_timeout=0.5, head_timeout=0.5, body_timeout=0.5),
+        websocket_max_message_size=MAX_BODY_SIZE,
+        graceful_timeout=1.0,
+    ),
+)
+"""Short deadlines, to reach each of them cheaply."""
+CAPPED = StackSettings(
+    server=ServerSettings(
+        websocket_max_message_size=MAX_BODY_SIZE,
+        graceful_timeout=1.0,
+        max_connections=8,
+        max_connections_per_client=4,
+    ),
+    max_websockets=2,
+    max_jobs_per_client=2,
+)
+"""Small caps, to reach each of them cheaply."""
+
+
+async def _serve_stack(
+    directory: str, real: Path | None, ready: queue.Queue[Any], stack: StackSettings
+) -> None:
     socket_path, fake = _daemon_socket(directory, real)
     metrics = GatewayMetrics()
     with trio.CancelScope() as scope:
@@ -100,20 +127,26 @@ async def _serve_stack(directory: str, real: Path | None, ready: queue.Queue[Any
                 )
             urls = []
             for target in (socket_path, Path(directory) / "missing.sock"):
-                settings = GatewaySettings(socket=target, max_body_size=MAX_BODY_SIZE)
-                app: Any = create_app(settings, metrics if target == socket_path else None)
-                binds = await nursery.start(partial(serve, app, _hypercorn(settings)))
+                settings = GatewaySettings(
+                    socket=target,
+                    max_body_size=MAX_BODY_SIZE,
+                    max_websockets=stack.max_websockets,
+                    max_jobs_per_client=stack.max_jobs_per_client,
+                )
+                app = create_app(settings, metrics if target == socket_path else None)
+                listeners = open_listeners(["127.0.0.1:0"])
+                binds = await nursery.start(partial(serve_gateway, app, listeners, stack.server))
                 urls.append(binds[0])
             ready.put((urls, fake, metrics, trio.lowlevel.current_trio_token(), scope))
 
 
-def _start_stack(real: Path | None) -> GatewayStack:
+def _start_stack(real: Path | None, settings: StackSettings | None = None) -> GatewayStack:
     directory = tempfile.mkdtemp(prefix="pistond-gw-", dir="/tmp")
     ready: queue.Queue[Any] = queue.Queue()
 
     def run() -> None:
         try:
-            trio.run(_serve_stack, directory, real, ready)
+            trio.run(_serve_stack, directory, real, ready, settings or StackSettings())
         except BaseException as exc:
             ready.put(exc)
             raise
@@ -153,6 +186,26 @@ def stack(
         running.stop()
         if daemon is not None:
             daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def tight() -> Iterator[GatewayStack]:
+    """A gateway with short deadlines (:data:`TIGHT`) over the fake daemon."""
+    running = _start_stack(None, TIGHT)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def capped() -> Iterator[GatewayStack]:
+    """A gateway with small caps (:data:`CAPPED`) over the fake daemon."""
+    running = _start_stack(None, CAPPED)
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture

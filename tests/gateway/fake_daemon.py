@@ -9,6 +9,7 @@ Python, enough for contract tests that also pass against the real daemon's pytho
 - ``import sys; sys.stdout.write(sys.stdin.read())`` (echo; interactive: echo until EOF)
 - ``import sys; print(" ".join(sys.argv[1:]))``
 - ``exit(N)``, ``import os; os.kill(os.getpid(), 11)``, ``while True: pass``
+- ``import time; time.sleep(S)`` (``execute`` answers after S seconds, as a real run would)
 
 For the compiled runtime (``c``), a source holding ``syntax error`` fails to compile.
 """
@@ -47,6 +48,7 @@ ARGS = 'import sys; print(" ".join(sys.argv[1:]))'
 INPUT = "print(input())"
 SEGV = "import os; os.kill(os.getpid(), 11)"
 LOOP = "while True: pass"
+SLEEP = re.compile(r"^import time; time\.sleep\((\d+(?:\.\d+)?)\)$")
 
 
 @attrs.frozen
@@ -233,7 +235,9 @@ class FakeDaemon:
         if method == "runtimes":
             return [runtime.to_wire() for runtime in self.runtimes]
         if method == "execute":
-            return self.execute(params)
+            result = self.execute(params)
+            await trio.sleep(_sleep_seconds(params))
+            return result
         if method == "packages":
             return [
                 {"language": p.language, "version": p.version, "installed": p.installed,
@@ -391,6 +395,14 @@ class FakeDaemon:
                         return _exit(None, data)
                     await peer.notify("job.output", {"job": job, "stream": "stdout", "data": data})
         return _exit(0, None)
+
+
+def _sleep_seconds(params: dict[str, Any]) -> float:
+    """How long an ``execute`` of ``time.sleep(S)`` takes (0 for any other program)."""
+    files = params.get("files") or [{}]
+    content = files[0].get("content")
+    match = SLEEP.match(content) if isinstance(content, str) else None
+    return float(match[1]) if match else 0.0
 
 
 def _exit(code: int | None, signal: str | None) -> dict[str, Any]:

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from pistond.errors import Forbidden, InternalError, Overloaded, PackageError, RuntimeUnknown
+from pistond.errors import (
+    Forbidden,
+    InternalError,
+    Overloaded,
+    PackageError,
+    PackageNotFound,
+    RuntimeUnknown,
+)
 from pistond.semver import max_satisfying
 
 from .conftest import MAX_BODY_SIZE, open_http
@@ -480,6 +487,29 @@ async def test_packages_unknown_is_404_with_piston_message(
     response = await http.post("/api/v2/packages", json={"language": "cobol", "version": "*"})
     assert response.status_code == 404
     assert response.json() == {"message": "Requested package cobol-* does not exist"}
+
+
+async def test_packages_uninstall_of_a_package_that_exists_nowhere(
+    http: httpx.AsyncClient,
+) -> None:
+    """DELETE of a package in no recipe, no index and not installed: Piston's 404 text."""
+    response = await http.request(
+        "DELETE", "/api/v2/packages", json={"language": "nosuch", "version": "1.0.0"}
+    )
+    assert response.status_code == 404
+    assert response.json() == {"message": "Requested package nosuch-1.0.0 does not exist"}
+
+
+async def test_packages_uninstall_of_a_package_not_installed(
+    http: httpx.AsyncClient, fake: FakeDaemon
+) -> None:
+    """DELETE of a package that exists but matches nothing installed: 404 `... is not installed`."""
+    fake.errors["packages.uninstall"] = PackageNotFound("python-3.12.0 is not installed")
+    response = await http.request(
+        "DELETE", "/api/v2/packages", json={"language": "python", "version": "3.12.0"}
+    )
+    assert response.status_code == 404
+    assert response.json() == {"message": "python-3.12.0 is not installed"}
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pistond.convert import structure_or_raise
 from pistond.gateway import v2
 from pistond.gateway.errors import HttpError
-from pistond.models import StageResult
+from pistond.models import (
+    JobExit,
+    JobResult,
+    PackageInfo,
+    RuntimeInfo,
+    StageName,
+    StageResult,
+    StageStatus,
+)
 
 STAGE = {
     "stdout": "o",
@@ -63,9 +72,14 @@ def test_v2_decode_base64_round_trips(data: bytes) -> None:
     assert v2.decode_base64(base64.b64encode(data).decode()) == data
 
 
+def result(**fields: Any) -> JobResult:
+    """A JobResult as the typed client structures the daemon's reply."""
+    return structure_or_raise({"compile": None, "run": None, **fields}, JobResult)
+
+
 def test_v2_stage_json_keys_in_piston_order() -> None:
     """A stage has Piston's ten keys in Piston's order."""
-    result = v2.stage_json(v2.converter.structure(stage(), StageResult))
+    result = v2.stage_json(structure_or_raise(stage(), StageResult))
     assert list(result) == [
         "signal", "stdout", "stderr", "code", "output", "memory", "message", "status",
         "cpu_time", "wall_time",
@@ -76,19 +90,28 @@ def test_v2_stage_json_keys_in_piston_order() -> None:
 def test_v2_signal_forced_to_sigkill(status: str) -> None:
     """signal is SIGKILL whenever the status is TO, OL or EL."""
     answer = v2.job_result(
-        {"language": "x", "version": "1", "run": stage(status=status, code=None, signal=None)}
+        result(language="x", version="1", run=stage(status=status, code=None, signal=None))
     )
     assert answer["run"]["signal"] == "SIGKILL"
-    frame = v2.exit_frame({"stage": "run", "code": None, "signal": None, "status": status})
-    assert frame["signal"] == "SIGKILL"
+    event = JobExit(
+        job="j",
+        stage=StageName.RUN,
+        code=None,
+        signal=None,
+        status=StageStatus(status),
+        message=None,
+        cpu_time=1,
+        wall_time=2,
+        memory=3,
+    )
+    frame = v2.exit_frame(event)
+    assert frame == {"type": "exit", "stage": "run", "code": None, "signal": "SIGKILL"}
 
 
 @pytest.mark.parametrize("code", [1, None, -1])
 def test_v2_failed_compile_mirrored_as_run(code: int | None) -> None:
     """Any compile code but 0 (null included) makes run a copy of compile."""
-    answer = v2.job_result(
-        {"language": "c", "version": "1", "compile": stage(code=code), "run": None}
-    )
+    answer = v2.job_result(result(language="c", version="1", compile=stage(code=code)))
     assert list(answer) == ["compile", "run", "language", "version"]
     assert answer["run"] == answer["compile"]
 
@@ -96,11 +119,16 @@ def test_v2_failed_compile_mirrored_as_run(code: int | None) -> None:
 def test_v2_runtime_json_omits_runtime_when_absent() -> None:
     """runtime appears only for provides packages; compiled never appears."""
     answer = v2.runtimes(
-        [
-            {"language": "python", "version": "3", "aliases": ["py"], "compiled": False},
-            {"language": "c", "version": "1", "aliases": [], "runtime": "gcc", "compiled": True},
-        ]
-    )
+        structure_or_raise(
+            [
+                {"language": "python", "version": "3", "aliases": ["py"], "runtime": None,
+                 "compiled": False},
+                {"language": "c", "version": "1", "aliases": [], "runtime": "gcc",
+                 "compiled": True},
+            ],
+            list[RuntimeInfo],
+        )
+    )  # fmt: skip
     assert answer == [
         {"language": "python", "version": "3", "aliases": ["py"]},
         {"language": "c", "version": "1", "aliases": [], "runtime": "gcc"},
@@ -141,19 +169,17 @@ def test_v2_interactive_stdin_is_written_unchanged() -> None:
 
 def test_v2_package_params_require_strings() -> None:
     """Package bodies need language and version as non-empty strings."""
-    assert v2.package_params({"language": "gcc", "version": "10"}) == {
-        "language": "gcc",
-        "version": "10",
-    }
+    assert v2.package_params({"language": "gcc", "version": "10"}) == ("gcc", "10")
     with pytest.raises(HttpError, match="version is required as a string"):
         v2.package_params({"language": "gcc", "version": ""})
 
 
 def test_v2_packages_renames_version() -> None:
     """GET /packages elements are language, language_version, installed."""
-    assert v2.packages(
-        [{"language": "gcc", "version": "10.2.0", "installed": False, "source": "index"}]
-    ) == [{"language": "gcc", "language_version": "10.2.0", "installed": False}]
+    listed = [PackageInfo(language="gcc", version="10.2.0", installed=False, source="index")]
+    assert v2.packages(listed) == [
+        {"language": "gcc", "language_version": "10.2.0", "installed": False}
+    ]
 
 
 def test_v2_signal_names_are_pistons_table() -> None:
@@ -162,3 +188,16 @@ def test_v2_signal_names_are_pistons_table() -> None:
     assert {"SIGINT", "SIGKILL", "SIGRTMIN", "SIGRTMIN+15", "SIGRTMAX-14", "SIGRTMAX"} <= (
         v2.SIGNAL_NAMES
     )
+
+
+def test_v2_execute_params_pass_malformed_fields_on() -> None:
+    """Fields without Piston's shape are forwarded as they came, for the daemon to refuse."""
+    params = v2.execute_params(
+        {"language": 5, "files": [None, {"content": 7}, {"content": "x", "name": ""}], "x": 1}
+    )
+    assert params == {
+        "language": 5,
+        "files": [None, {"content": 7}, {"content": "x"}],
+        "stdin": "\n",
+    }
+    assert v2.execute_params([1, 2]) == {"stdin": "\n"}

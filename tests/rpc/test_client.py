@@ -9,7 +9,13 @@ import trio
 import trio.testing
 
 from pistond import errors
-from pistond.rpc.client import NotificationOverflow, RemoteError, RpcClient, error_from_wire
+from pistond.rpc.client import (
+    NotificationOverflow,
+    RemoteError,
+    RpcClient,
+    error_from_wire,
+    sole_exception,
+)
 from pistond.rpc.connection import ConnectionLost
 from pistond.testing import open_memory_rpc
 
@@ -48,6 +54,7 @@ class _Weird(errors.PistondError):
         ("package_error", errors.PackageError),
         ("job_not_found", errors.JobNotFound),
         ("forbidden", errors.Forbidden),
+        ("killed", errors.JobKilled),
         ("internal", errors.InternalError),
     ],
 )
@@ -156,3 +163,29 @@ async def test_client_many_concurrent_calls() -> None:
             for n in range(300):
                 nursery.start_soon(one, n)
     assert results == {n: n * 2 for n in range(300)}
+
+
+async def test_client_block_errors_come_out_unwrapped() -> None:
+    """An error raised in the client's block leaves it as itself, not in an exception group."""
+    with pytest.raises(errors.InvalidParams, match="invalid_params text"):
+        async with open_memory_rpc(daemon) as client:
+            await client.call("fail", {"code": "invalid_params"})
+    with pytest.raises(KeyError):
+        async with open_memory_rpc(daemon):
+            raise KeyError("from the block")
+
+
+async def test_client_cancellation_of_the_block_is_not_an_error() -> None:
+    """A block cancelled from outside ends quietly (Cancelled is not wrapped either)."""
+    with trio.move_on_after(0.05) as scope:
+        async with open_memory_rpc(daemon):
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+
+
+def test_client_sole_exception_keeps_groups_of_several() -> None:
+    """Only a group holding exactly one exception is unwrapped."""
+    one = ExceptionGroup("g", [ExceptionGroup("h", [ValueError("v")])])
+    two = ExceptionGroup("g", [ValueError("v"), KeyError("k")])
+    assert isinstance(sole_exception(one), ValueError)
+    assert sole_exception(two) is two

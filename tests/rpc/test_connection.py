@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,13 @@ import trio
 import trio.testing
 
 from pistond.errors import Forbidden, InternalError, JobNotFound, MethodNotFound
-from pistond.rpc.connection import Connection, ConnectionLost, Peer, PeerCredentials
+from pistond.rpc.connection import (
+    Connection,
+    ConnectionLost,
+    NotificationBufferFull,
+    Peer,
+    PeerCredentials,
+)
 from pistond.rpc.framing import MessageDecoder, pack
 from pistond.testing import open_memory_rpc
 
@@ -333,3 +340,68 @@ async def test_connection_job_not_found_maps_to_class() -> None:
     async with open_memory_rpc(missing) as client:
         with pytest.raises(JobNotFound, match="no job 'x' on this connection"):
             await client.call("job.kill", {"job": "x"})
+
+
+async def test_connection_closes_when_a_started_message_stalls() -> None:
+    """Half a request left unfinished gets invalid_request (its msgid is known), then a close."""
+    async with serve_raw(echo, frame_timeout=0.3) as (peer, connection):
+        data = pack([0, 7, "sleep", [{"seconds": 0}]])
+        await peer.stream.send_all(data[:-3])
+        with trio.fail_after(3):
+            started = trio.current_time()
+            reply = await peer.receive()
+            await connection.wait_closed()
+    assert reply == [
+        1,
+        7,
+        {"code": "invalid_request", "message": "a message was not completed within 0.3 s"},
+        None,
+    ]
+    assert 0.25 < trio.current_time() - started < 2
+
+
+async def test_connection_frame_deadline_is_per_message() -> None:
+    """A peer that keeps completing messages, each read ending inside the next, is served."""
+    async with serve_raw(echo, frame_timeout=0.3) as (peer, connection):
+        messages = [pack([0, msgid, "sleep", [{"seconds": 0}]]) for msgid in range(8)]
+        stream = b"".join(messages)
+        step = len(messages[0])
+        cuts = [0, *range(step // 2, len(stream), step), len(stream)]
+        with trio.fail_after(5):
+            for start, end in itertools.pairwise(cuts):
+                await peer.stream.send_all(stream[start:end])
+                await trio.sleep(0.2)
+            replies = [await peer.receive() for _ in range(8)]
+        assert not connection.closed
+    assert sorted(reply[1] for reply in replies) == list(range(8))
+
+
+async def test_connection_notification_buffer_is_bounded() -> None:
+    """Queued notifications stop at the buffer's size: the next raises, a forced one still goes."""
+    queued: list[int] = []
+
+    async def flood(method: str, params: dict[str, Any], peer: Peer) -> Any:
+        for index in range(1000):
+            try:
+                peer.notify_nowait("job.output", {"job": "j", "data": b"x" * 100, "i": index})
+            except NotificationBufferFull:
+                peer.notify_nowait("job.done", {"job": "j", "error": "full"}, force=True)
+                return index
+            queued.append(index)
+        return None
+
+    client, server = trio.testing.lockstep_stream_pair()
+    connection = Connection(server, dispatcher=flood, notification_buffer=2000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(connection.run)
+        raw = RawPeer(client)
+        await raw.send([0, 1, "flood", []])
+        received: list[Any] = []
+        with trio.fail_after(5):
+            while not received or received[-1][0] != 1:
+                received.append(await raw.receive())
+        nursery.cancel_scope.cancel()
+    assert 10 <= len(queued) < 20
+    assert [message[0] for message in received[:-2]] == [2] * len(queued)
+    assert received[-2] == [2, "job.done", [{"job": "j", "error": "full"}]]
+    assert received[-1] == [1, 1, None, len(queued)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -255,3 +256,60 @@ async def test_server_handler_nursery_outlives_accepting(socket_dir: Path) -> No
             with pytest.raises(ConnectionRefusedError):
                 await trio.open_unix_socket(str(path))
         handlers.cancel_scope.cancel()
+
+
+async def _open_raw(path: Path) -> trio.SocketStream:
+    return await trio.open_unix_socket(str(path))
+
+
+async def _closed_within(stream: trio.SocketStream, seconds: float) -> bool:
+    with trio.move_on_after(seconds):
+        try:
+            while await stream.receive_some(4096):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        return True
+    return False
+
+
+async def test_server_caps_connections(socket_dir: Path) -> None:
+    """Beyond max_connections a connection is closed at once; a freed place serves again."""
+    path = socket_dir / "s.sock"
+    async with serving(path, max_connections=3):
+        held = [await _open_raw(path) for _ in range(3)]
+        await trio.sleep(0.1)
+        extra = await _open_raw(path)
+        with trio.fail_after(5):
+            assert await _closed_within(extra, 2)
+            for stream in held:
+                assert not await _closed_within(stream, 0.01)
+            await held[0].aclose()
+            await trio.sleep(0.1)
+            async with open_rpc_client(path) as client:
+                assert await client.call("whoami") is not None
+        for stream in held[1:]:
+            await stream.aclose()
+
+
+async def test_server_half_frames_cannot_hold_the_daemon(socket_dir: Path) -> None:
+    """Hundreds of connections each holding half a frame: those over the cap are closed at
+    once, the others when their frame deadline passes; then the daemon serves a new client."""
+    path = socket_dir / "s.sock"
+    half = pack([0, 1, "whoami", [{"padding": "x" * 200}]])[:100]
+    async with serving(path, max_connections=50, frame_timeout=0.5):
+        with trio.fail_after(20):
+            streams = []
+            for _ in range(300):
+                stream = await _open_raw(path)
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(half)
+                streams.append(stream)
+            started = trio.current_time()
+            closed = [await _closed_within(stream, 3) for stream in streams]
+            assert all(closed)
+            assert trio.current_time() - started < 3
+            async with open_rpc_client(path) as client:
+                assert await client.call("whoami") is not None
+        for stream in streams:
+            await stream.aclose()

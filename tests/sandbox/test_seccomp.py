@@ -49,6 +49,9 @@ EXPECTED_DENIED = {
         "ENOSYS",
     ),
     **dict.fromkeys(
+        ["modify_ldt", "memfd_secret", "mbind", "move_pages", "migrate_pages"], "ENOSYS"
+    ),
+    **dict.fromkeys(
         [
             "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
             "process_madvise",

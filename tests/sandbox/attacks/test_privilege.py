@@ -84,6 +84,11 @@ DENY_LIST = (
             "fanotify_init",
             "open_by_handle_at",
             "name_to_handle_at",
+            "modify_ldt",
+            "memfd_secret",
+            "mbind",
+            "move_pages",
+            "migrate_pages",
         )
     ),
     *(

@@ -1,4 +1,4 @@
-"""pistond.gateway.daemon: one RPC connection per call; failures become DaemonUnavailable."""
+"""pistond.gateway.daemon_socket: one typed connection per call; failures: DaemonUnavailable."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from pistond.client import PistonClient
 from pistond.errors import InvalidParams
-from pistond.gateway.daemon import Daemon
+from pistond.gateway.daemon_socket import DaemonSocket
 from pistond.gateway.errors import DaemonUnavailable
 from pistond.rpc.server import serve_rpc
 
@@ -28,7 +29,7 @@ async def _listen(path: Path) -> trio.SocketListener:
 async def test_daemon_missing_socket_is_unavailable(tmp_path: Path) -> None:
     """A socket that does not exist raises DaemonUnavailable, not OSError."""
     with trio.fail_after(5), pytest.raises(DaemonUnavailable):
-        await Daemon(tmp_path / "missing.sock").call("runtimes", {})
+        await DaemonSocket(tmp_path / "missing.sock").run(PistonClient.runtimes)
 
 
 async def test_daemon_dropped_connection_is_unavailable() -> None:
@@ -44,7 +45,7 @@ async def test_daemon_dropped_connection_is_unavailable() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, drop, [listener])
             with trio.fail_after(5), pytest.raises(DaemonUnavailable):
-                await Daemon(path).call("runtimes", {})
+                await DaemonSocket(path).run(PistonClient.runtimes)
             nursery.cancel_scope.cancel()
 
 
@@ -64,5 +65,5 @@ async def test_daemon_error_reply_is_raised_unwrapped() -> None:
                 )
             )
             with trio.fail_after(5), pytest.raises(InvalidParams, match="ping refused"):
-                await Daemon(path).call("ping", {})
+                await DaemonSocket(path).run(PistonClient.ping)
             nursery.cancel_scope.cancel()
