@@ -41,6 +41,7 @@ from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 from pistond.gateway.playground.page import Playground
 from pistond.semver import max_satisfying
+from pistond.submissions.routes import SubmissionRoutes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
     from starlette.routing import BaseRoute
+
+    from pistond.submissions.service import SubmissionService
 
 logger = logging.getLogger(__name__)
 
@@ -329,6 +332,7 @@ def create_app(
     settings: GatewaySettings,
     metrics: GatewayMetrics | None = None,
     playground: Playground | None = None,
+    submissions: SubmissionService | None = None,
 ) -> MetricsMiddleware:
     """Build the gateway's ASGI app.
 
@@ -336,6 +340,8 @@ def create_app(
         settings: the daemon socket, body limit and WebSocket init timeout.
         metrics: collectors to record into; a fresh registry by default.
         playground: the playground's files; the installed ones by default.
+        submissions: the submission service whose routes to serve under
+            ``/api/v2/submissions``; none by default.
 
     Returns:
         The ASGI application (Starlette behind the metrics middleware).
@@ -368,6 +374,8 @@ def create_app(
         routes.append(Route(path, _handled(gateway.openapi), methods=["GET"]))
     for path in _both("/api/v2/connect"):
         routes.append(WebSocketRoute(path, connect.session))
+    if submissions is not None:
+        routes += SubmissionRoutes(submissions, gateway.daemon, gateway.json_body).routes(_handled)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
