@@ -147,6 +147,8 @@ class Gateway:
     metrics: GatewayMetrics
     jobs: Places
     """Jobs in progress, per client (executes and WebSocket sessions)."""
+    submissions: bool = False
+    """Whether the submission routes are served (and described in the OpenAPI document)."""
 
     async def json_body(self, request: Request) -> object:
         """The request's JSON body (see :func:`parse_json`)."""
@@ -283,7 +285,7 @@ class Gateway:
 
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(submissions=self.submissions))
 
     async def prometheus(self, request: Request) -> Response:
         """``GET /metrics`` in Prometheus' text format."""
@@ -348,7 +350,9 @@ def create_app(
     """
     metrics = metrics or GatewayMetrics()
     jobs = Places("jobs", per_client=settings.max_jobs_per_client)
-    gateway = Gateway(settings, DaemonSocket(settings.socket), metrics, jobs)
+    gateway = Gateway(
+        settings, DaemonSocket(settings.socket), metrics, jobs, submissions=submissions is not None
+    )
     connect = ConnectHandler(
         gateway.daemon,
         metrics,

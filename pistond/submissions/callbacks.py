@@ -48,10 +48,13 @@ LEASE_SLACK: Final = 5.0
 DATABASE_PAUSE: Final = 5.0
 
 
-def pause_before(attempt: int, *, jitter: float = 0.0) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (from 1): 1, 2, 4, ... 60,
-    less ``jitter`` (a share from 0 to 0.2)."""
-    return min(LONGEST_PAUSE, FIRST_PAUSE * 2.0 ** (attempt - 1)) * (1 - jitter)
+def pause_before(
+    attempt: int, *, jitter: float = 0.0, pauses: tuple[float, float] = (FIRST_PAUSE, LONGEST_PAUSE)
+) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (from 1): 1, 2, 4, ... 60 (the
+    first and longest of ``pauses``), less ``jitter`` (a share from 0 to 0.2)."""
+    first, longest = pauses
+    return min(longest, first * 2.0 ** (attempt - 1)) * (1 - jitter)
 
 
 @attrs.define(eq=False)
@@ -65,6 +68,7 @@ class CallbackSender:
         timeout: seconds per attempt.
         poll_interval: seconds between looks when nothing is due.
         ssl_context: TLS settings for https callbacks; the system's defaults if None.
+        pauses: the first and the longest pause between attempts, in seconds.
     """
 
     store: SubmissionStore
@@ -73,6 +77,7 @@ class CallbackSender:
     timeout: float
     poll_interval: float
     ssl_context: ssl.SSLContext | None = None
+    pauses: tuple[float, float] = (FIRST_PAUSE, LONGEST_PAUSE)
     _running: int = attrs.field(init=False, default=0)
     _wake: trio.Event = attrs.field(init=False, factory=trio.Event)
     _freed: trio.Event = attrs.field(init=False, factory=trio.Event)
@@ -137,7 +142,8 @@ class CallbackSender:
         if verdict is Verdict.RETRY and claim.attempt >= self.attempts:
             verdict = Verdict.FAILED
         if verdict is Verdict.RETRY:
-            pause = pause_before(claim.attempt, jitter=random.uniform(0, 0.2))
+            jitter = random.uniform(0, 0.2)
+            pause = pause_before(claim.attempt, jitter=jitter, pauses=self.pauses)
             logger.info(
                 "submission %d: callback attempt %d: %s; next in %.1f s",
                 claim.id,

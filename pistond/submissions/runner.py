@@ -209,9 +209,11 @@ class Runner:
         while self._daemon_down:
             try:
                 await self.daemon.run(PistonClient.ping)
-            except (DaemonUnavailable, PistondError):
+            except DaemonUnavailable:
                 await trio.sleep(backoff.failed())
                 continue
+            except PistondError:
+                pass  # an answer, even an error, is a daemon that is back
             logger.info("the daemon answers again; running submissions")
             self._daemon_down = False
 

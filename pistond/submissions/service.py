@@ -129,6 +129,7 @@ class SubmissionService:
     _wanted: trio.Event = attrs.field(init=False, factory=trio.Event)
     _opened: trio.Event = attrs.field(init=False, factory=trio.Event)
     _deferred: bool = attrs.field(init=False, default=False)
+    _open_failed: bool = attrs.field(init=False, default=False)
 
     @property
     def store(self) -> SubmissionStore:
@@ -146,9 +147,10 @@ class SubmissionService:
         submission a gateway takes (a gateway that never takes one writes nothing).
 
         Raises:
-            HttpError: 503 when the database does not open within :data:`OPEN_WAIT`.
+            HttpError: 503 when the database does not open within :data:`OPEN_WAIT`, or at
+                once when opening it failed already (it is being retried).
         """
-        if self._store is None:
+        if self._store is None and not self._open_failed:
             self._wanted.set()
             with trio.move_on_after(OPEN_WAIT):
                 await self._opened.wait()
@@ -204,6 +206,7 @@ class SubmissionService:
                     open_database, self.settings.url, abandon_on_cancel=True
                 )
             except DatabaseError as exc:
+                self._open_failed = True
                 level = logging.ERROR if self.settings.configured else logging.WARNING
                 logger.log(
                     level, "submissions unavailable: %s (trying again in %.0f s)", exc, pause
@@ -212,6 +215,7 @@ class SubmissionService:
                 pause = min(pause * 2, longest)
                 continue
             logger.info("submissions stored in %s", describe(self.settings.url))
+            self._open_failed = False
             return database
 
     async def _purge_forever(self, store: SubmissionStore) -> NoReturn:
