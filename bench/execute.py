@@ -1,19 +1,26 @@
 """End-to-end ``execute`` latency and throughput over the RPC socket, against bare runs.
 
-Starts a private daemon (host runtimes), then in this one process:
+Starts a private daemon with the default settings (host runtimes, 64 job slots), then in this
+one process:
 
-1. python hello world: ``execute`` over the socket vs ``/usr/bin/python3.11 hello.py`` run bare;
-2. C hello world: ``execute`` (compile + run) vs bare ``gcc`` then ``./a.out``;
-3. throughput of trivial jobs (bash ``true``) at concurrency 1, 4 and 16.
+1. latency, sandboxed against bare, interleaved so that machine noise hits both alike: python
+   hello world (goal 1.15x), bash ``echo`` (goal 3x), C hello world compile + run (goal 1.3x);
+2. throughput of trivial jobs (bash ``true``) at concurrency 1, 4, 16 and 64 (``--curve`` adds
+   2, 8 and 32), each client on its own connection, with p50 and p99 latency;
+3. the CPU each trivial job cost, by consumer: the daemon, the launcher, the sandboxes' own
+   processes (PID 1 and the program), and this client;
+4. with ``--rss-jobs N``, the daemon's resident memory idle and after N more jobs.
 
-Bare and sandboxed runs are interleaved so machine noise hits both alike. Run as root::
+Run as root::
 
-    .venv/bin/python bench/execute.py [--runs 100]
+    .venv/bin/python bench/execute.py [--runs 100] [--seconds 5] [--curve] [--rss-jobs 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +35,11 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 PYTHON = "/usr/bin/python3.11"
+BASH = "/bin/bash"
 HELLO_PY = "print('hello')\n"
+ECHO_SH = "echo hello\n"
 HELLO_C = '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n'
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def expect(ok: bool, result: object) -> None:
@@ -44,13 +54,15 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def report(name: str, sandboxed: list[float], bare: list[float]) -> None:
-    """Print p50/p99 of both series, in ms, and their ratio."""
+def report(name: str, sandboxed: list[float], bare: list[float], goal: float) -> None:
+    """Print p50/p99 of both series, in ms, their ratio and the goal."""
     s50, s99 = percentile(sandboxed, 0.5) * 1e3, percentile(sandboxed, 0.99) * 1e3
     b50, b99 = percentile(bare, 0.5) * 1e3, percentile(bare, 0.99) * 1e3
+    ratio = s50 / b50
     print(
         f"{name:<10} pistond p50 {s50:7.2f} ms p99 {s99:7.2f} ms | bare p50 {b50:7.2f} ms "
-        f"p99 {b99:7.2f} ms | ratio p50 {s50 / b50:5.2f}x, overhead {s50 - b50:6.2f} ms"
+        f"p99 {b99:7.2f} ms | ratio p50 {ratio:5.2f}x (goal {goal}x), "
+        f"overhead {s50 - b50:6.2f} ms"
     )
 
 
@@ -62,8 +74,9 @@ async def timed(call: Callable[[], Awaitable[object]]) -> float:
 
 
 async def latency(client: PistonClient, work: Path, runs: int) -> None:
-    """Python and C hello worlds, sandboxed and bare, interleaved."""
+    """Python, bash and C hello worlds, sandboxed and bare, interleaved."""
     (work / "hello.py").write_text(HELLO_PY)
+    (work / "echo.sh").write_text(ECHO_SH)
     (work / "hello.c").write_text(HELLO_C)
 
     async def python_job() -> None:
@@ -72,6 +85,13 @@ async def latency(client: PistonClient, work: Path, runs: int) -> None:
 
     async def python_bare() -> None:
         await trio.run_process([PYTHON, str(work / "hello.py")], capture_stdout=True)
+
+    async def bash_job() -> None:
+        result = await client.execute("bash", "*", [("echo.sh", ECHO_SH)])
+        expect(result.run is not None and result.run.stdout == "hello\n", result)
+
+    async def bash_bare() -> None:
+        await trio.run_process([BASH, str(work / "echo.sh")], capture_stdout=True)
 
     async def c_job() -> None:
         result = await client.execute("c", "*", [("hello.c", HELLO_C)])
@@ -84,9 +104,10 @@ async def latency(client: PistonClient, work: Path, runs: int) -> None:
         )
         await trio.run_process([str(work / "a.out")], capture_stdout=True)
 
-    for name, job, bare, count in (
-        ("python", python_job, python_bare, runs),
-        ("c", c_job, c_bare, max(runs // 4, 10)),
+    for name, job, bare, count, goal in (
+        ("python", python_job, python_bare, runs, 1.15),
+        ("bash echo", bash_job, bash_bare, runs, 3.0),
+        ("c", c_job, c_bare, max(runs // 4, 10), 1.3),
     ):
         await job()
         await bare()
@@ -94,48 +115,133 @@ async def latency(client: PistonClient, work: Path, runs: int) -> None:
         for _ in range(count):
             sandboxed.append(await timed(job))
             plain.append(await timed(bare))
-        report(name, sandboxed, plain)
+        report(name, sandboxed, plain, goal)
 
 
-async def throughput(socket: Path, concurrency: int, seconds: float) -> float:
-    """Trivial jobs per second with ``concurrency`` clients, each on its own connection."""
-    done = 0
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(own, reaped children's) CPU clock ticks of ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def launcher_pid(daemon: DaemonProcess) -> int | None:
+    """The daemon's launcher process, if it runs one."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            if (
+                int(parent) == daemon.process.pid
+                and b"pistond-launcher" in (entry / "cmdline").read_bytes()
+            ):
+                return int(entry.name)
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
+
+
+async def throughput(
+    socket: Path, concurrency: int, seconds: float
+) -> tuple[float, list[float], int]:
+    """Trivial jobs per second with ``concurrency`` clients; their latencies; how many."""
+    latencies: list[float] = []
     deadline = trio.current_time() + seconds
 
     async def worker() -> None:
-        nonlocal done
         async with open_client(socket) as client:
             while trio.current_time() < deadline:
+                started = time.perf_counter()
                 result = await client.execute("bash", "*", [("job.sh", "true\n")])
+                latencies.append(time.perf_counter() - started)
                 expect(result.run is not None and result.run.code == 0, result)
-                done += 1
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
             nursery.start_soon(worker)
-    return done / (time.perf_counter() - start)
+    return len(latencies) / (time.perf_counter() - start), latencies, len(latencies)
 
 
-async def bench(socket: Path, work: Path, runs: int, seconds: float) -> None:
-    """All measurements against the daemon on ``socket``."""
-    async with open_client(socket) as client:
-        await latency(client, work, runs)
-    for concurrency in (1, 4, 16):
-        rate = await throughput(socket, concurrency, seconds)
-        print(f"throughput concurrency {concurrency:>2}: {rate:7.1f} trivial jobs/s")
+def client_cpu() -> float:
+    """This process's CPU seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def bench(daemon: DaemonProcess, work: Path, args: argparse.Namespace) -> None:
+    """All measurements against ``daemon``."""
+    async with open_client(daemon.socket) as client:
+        await latency(client, work, args.runs)
+    launcher = launcher_pid(daemon)
+    levels = (1, 2, 4, 8, 16, 32, 64) if args.curve else (1, 4, 16, 64)
+    print("\ntrivial jobs (bash true), each client on its own connection:")
+    totals = {"daemon": 0, "launcher": 0, "sandboxes": 0, "client": 0.0, "jobs": 0}
+    for concurrency in levels:
+        daemon_before = cpu_ticks(daemon.process.pid)[0]
+        launcher_before = cpu_ticks(launcher) if launcher else (0, 0)
+        client_before = client_cpu()
+        rate, latencies, count = await throughput(daemon.socket, concurrency, args.seconds)
+        daemon_after = cpu_ticks(daemon.process.pid)[0]
+        launcher_after = cpu_ticks(launcher) if launcher else (0, 0)
+        totals["daemon"] += daemon_after - daemon_before
+        totals["launcher"] += launcher_after[0] - launcher_before[0]
+        totals["sandboxes"] += launcher_after[1] - launcher_before[1]
+        totals["client"] += client_cpu() - client_before
+        totals["jobs"] += count
+        print(
+            f"  concurrency {concurrency:>2}: {rate:7.1f} jobs/s   p50 "
+            f"{percentile(latencies, 0.5) * 1e3:7.2f} ms   p99 "
+            f"{percentile(latencies, 0.99) * 1e3:7.2f} ms"
+        )
+    jobs = max(int(totals["jobs"]), 1)
+    per_job = {
+        name: totals[name] / TICK / jobs * 1e3 for name in ("daemon", "launcher", "sandboxes")
+    }
+    client_ms = totals["client"] / jobs * 1e3
+    print(
+        f"\nCPU per trivial job: daemon {per_job['daemon']:.2f} ms, launcher "
+        f"{per_job['launcher']:.2f} ms, sandbox processes (PID 1 + bash) "
+        f"{per_job['sandboxes']:.2f} ms, this client {client_ms:.2f} ms"
+    )
+    if args.rss_jobs:
+        await trio.sleep(1)
+        idle = rss_kib(daemon.process.pid)
+        done = 0
+        async with open_client(daemon.socket) as client:
+            while done < args.rss_jobs:
+                result = await client.execute("bash", "*", [("job.sh", "true\n")])
+                expect(result.run is not None and result.run.code == 0, result)
+                done += 1
+        await trio.sleep(1)
+        print(
+            f"daemon RSS: {idle / 1024:.1f} MiB idle, {rss_kib(daemon.process.pid) / 1024:.1f} "
+            f"MiB after {done} more jobs"
+        )
 
 
 def main() -> None:
     """Parse arguments, start a daemon, measure, stop it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100, help="python hello runs (C: a quarter)")
+    parser.add_argument("--runs", type=int, default=100, help="hello world runs (C: a quarter)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput level")
+    parser.add_argument("--curve", action="store_true", help="concurrency 1, 2, 4, ..., 64")
+    parser.add_argument("--rss-jobs", type=int, default=0, help="jobs between the RSS readings")
     args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="pistond-bench-") as directory:
-        settings = {"PISTON_MAX_CONCURRENT_JOBS": "16", "PISTON_LOG_LEVEL": "WARN"}
+        settings = {"PISTON_LOG_LEVEL": "WARN"}
         with DaemonProcess.start(Path(directory) / "daemon", settings) as daemon:
-            trio.run(bench, daemon.socket, Path(directory), args.runs, args.seconds)
+            trio.run(bench, daemon, Path(directory), args)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from pistond.config import DaemonConfig
-from pistond.sandbox import RootView, StageLimits, StageSpec, launch, open_sandbox
+from pistond.sandbox import RootView, StageLimits, StageSpec, launch
+from pistond.sandbox.service import open_sandbox
 from pistond.sandbox.spawn import ForkServer
 
 if TYPE_CHECKING:
-    from pistond.sandbox import Box
+    from pistond.sandbox.service import Box
 
 LIMITS = StageLimits(
     wall_time_ms=5000,

@@ -1,13 +1,15 @@
 """pistond: run untrusted programs in many languages inside Linux sandboxes, fast.
 
-The public front: the plugin marker, the records clients and plugins see, the errors with
-their protocol codes, and the version. The client lives in :mod:`pistond.client`, the test kit
-in :mod:`pistond.testing`.
+The public front: the plugin marker, what a runtime plugin builds (``Runtime``, its
+``RootView`` and ``Bind``) and is given (``DaemonConfig``), the records clients see, the errors
+with their protocol codes, and the version. The client lives in :mod:`pistond.client`, the test
+kit in :mod:`pistond.testing`.
 """
 
 from __future__ import annotations
 
 from pistond._version import __version__ as __version__
+from pistond.config import DaemonConfig as DaemonConfig
 from pistond.errors import ErrorCode as ErrorCode
 from pistond.errors import Forbidden as Forbidden
 from pistond.errors import InternalError as InternalError
@@ -26,3 +28,8 @@ from pistond.models import RuntimeInfo as RuntimeInfo
 from pistond.models import StageName as StageName
 from pistond.models import StageResult as StageResult
 from pistond.models import StageStatus as StageStatus
+from pistond.models import TestResult as TestResult
+from pistond.models import Verdict as Verdict
+from pistond.runtimes import Runtime as Runtime
+from pistond.sandbox.spec import Bind as Bind
+from pistond.sandbox.spec import RootView as RootView

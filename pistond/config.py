@@ -288,6 +288,11 @@ class DaemonConfig:
     """Deliveries tried per callback (the pause between two doubles, from 1 s to 60 s)."""
     callback_timeout: int = attrs.field(default=10_000, validator=_positive)
     """Milliseconds one callback delivery may take, connection included."""
+    compile_cache_size: int = attrs.field(default=256 * 1024 * 1024, validator=_non_negative)
+    """Bytes of compile results kept under the data directory (least recently used go first);
+    0 disables the compile cache."""
+    max_tests: int = attrs.field(default=64, validator=_non_negative)
+    """Tests one ``execute`` request may carry (each is one run stage); 0: ``tests`` refused."""
 
     def __attrs_post_init__(self) -> None:
         slots_end = self.box_uid_base + self.max_concurrent_jobs

@@ -44,7 +44,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from pistond.client import JobDone, JobExit, JobOutput, PistonClient, open_client
 from pistond.config import load_config
 from pistond.models import JobResult, StageStatus
-from pistond.sandbox import jobs_group_name
+from pistond.sandbox.service import jobs_group_name
 from pistond.testing.daemon import DaemonProcess
 
 if TYPE_CHECKING:
@@ -191,6 +191,8 @@ def leftovers(daemon: DaemonProcess, pids: Collection[int] = ()) -> list[str]:
     # Each box slot keeps its stage groups, empty, for its next job: a group holding a task is
     # what would be left behind.
     group = jobs_group_name(load_config(daemon.environ))
+    # Each box slot keeps its stage groups, empty, for its next job: a group holding a task is
+    # what would be left behind.
     for jobs in Path("/sys/fs/cgroup").glob(f"**/{group}"):
         found += [
             f"cgroup {box}"

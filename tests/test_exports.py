@@ -18,7 +18,8 @@ PUBLIC = {
         "__version__", "ErrorCode", "Forbidden", "InternalError", "InvalidParams",
         "InvalidRequest", "JobNotFound", "MethodNotFound", "Overloaded", "PackageError",
         "PackageNotFound", "PistondError", "RuntimeUnknown", "hookimpl", "JobResult",
-        "RuntimeInfo", "StageName", "StageResult", "StageStatus",
+        "RuntimeInfo", "StageName", "StageResult", "StageStatus", "Runtime", "RootView", "Bind",
+        "DaemonConfig", "TestResult", "Verdict",
     },
     pistond.testing: {
         "check_runtime", "DaemonProcess", "FakeSandbox", "FakeStage", "stage_result",
@@ -55,3 +56,17 @@ def test_exports_client_all_resolves() -> None:
     for name in pistond.client.__all__:
         assert hasattr(pistond.client, name)
     assert hasattr(pistond.rpc, "serve_rpc")
+
+
+def test_example_plugin_uses_only_the_front() -> None:
+    """The example plugin imports pistond's names from the package front only."""
+    plugin = Path(__file__).parents[1] / "contrib" / "example-plugin" / "src"
+    imported = []
+    for source in plugin.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pistond"):
+                imported.append(node.module)
+            if isinstance(node, ast.Import):
+                imported += [a.name for a in node.names if a.name.startswith("pistond.")]
+    assert imported
+    assert set(imported) == {"pistond"}

@@ -1,7 +1,7 @@
 """The seam between the job manager and the sandbox: what a sandbox, a box and a stage offer.
 
 :mod:`pistond.jobs` codes against these Protocols only. The real sandbox
-(:class:`pistond.sandbox.Sandbox`, its :class:`~pistond.sandbox.Box` and
+(:class:`pistond.sandbox.service.Sandbox`, its :class:`~pistond.sandbox.service.Box` and
 :class:`~pistond.sandbox.supervise.SupervisedStage`) and the unprivileged double of
 :mod:`pistond.testing.fake_sandbox` both satisfy them: mypy checks it, and
 ``tests/test_sandbox_contract.py`` runs the same behaviour tests on both.
@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from pistond.models import SandboxInfo, SourceFile, StageResult
+    from pistond.sandbox.hostfs import BoxTree
     from pistond.sandbox.spec import StageSpec
 
 StreamName = Literal["stdout", "stderr"]
@@ -29,7 +30,7 @@ class Admission(Protocol):
 
 
 class StageLike(Protocol):
-    """A running stage (``pistond.sandbox.Stage``)."""
+    """A running stage (``pistond.sandbox.service.Stage``)."""
 
     async def write(self, data: bytes) -> None:
         """Write to the program's stdin; dropped once stdin is closed."""
@@ -51,7 +52,7 @@ class StageLike(Protocol):
 
 
 class BoxLike(Protocol):
-    """A job's box (``pistond.sandbox.Box``)."""
+    """A job's box (``pistond.sandbox.service.Box``)."""
 
     @property
     def slot(self) -> int:
@@ -63,6 +64,18 @@ class BoxLike(Protocol):
 
     def write_files(self, files: Sequence[SourceFile]) -> None:
         """Write the submitted files into the box."""
+
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> BoxTree:
+        """What the job's directory holds now (between stages), bounded."""
+
+    def write_submission(self, tree: BoxTree) -> None:
+        """Fill the job's empty directory with ``tree``, instead of the submitted files."""
 
     def open_stage(
         self,
@@ -86,7 +99,7 @@ class BoxLike(Protocol):
 
 
 class SandboxLike(Protocol):
-    """The daemon's sandbox (``pistond.sandbox.Sandbox``)."""
+    """The daemon's sandbox (``pistond.sandbox.service.Sandbox``)."""
 
     @property
     def info(self) -> SandboxInfo:

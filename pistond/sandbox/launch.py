@@ -6,10 +6,9 @@ namespaces and its stage's cgroup, from a complete spec this side builds
 (:mod:`pistond.sandbox.launchspec`). Every policy decision stays here; the launcher carries
 the spec out.
 
-Many requests may be in flight: each carries an id and one reader task (a trio system task)
-routes replies. If the launcher dies, it is restarted once per call (logged) and the call is
-retried; sandboxes of the old one die with it (their PID 1 has SIGKILL as parent-death
-signal).
+Requests go through a :class:`~pistond.sandbox.channel.HelperChannel` (many in flight, replies
+routed by id; a dead launcher is restarted once per call, logged, and the call retried);
+sandboxes of a dead launcher die with it (their PID 1 has SIGKILL as parent-death signal).
 
 What a stage needs besides its spec (:class:`StageHandles`) comes as descriptors: the box's
 detached mount copy, the prepared root's mount namespace (:mod:`pistond.sandbox.templates`),
@@ -19,11 +18,8 @@ handles.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
-import signal
 import socket
 import subprocess
 from importlib import resources
@@ -35,6 +31,7 @@ import trio
 
 from pistond.errors import SandboxError
 from pistond.sandbox import launchspec, libc, namespaces, recipe, seccomp
+from pistond.sandbox.channel import RECEIVE_SIZE, HelperChannel, Pid1Handle
 from pistond.sandbox.forkserver import configure_socket
 from pistond.sandbox.launchspec import FdRole, Features, Reply
 
@@ -46,9 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EXECUTABLE_NAME: Final = "pistond-launcher"
-_STOP_TIMEOUT: Final = 5.0
-_REPLY_TIMEOUT: Final = 30.0
-_RECEIVE_SIZE: Final = 65536
+_HELLO_TIMEOUT: Final = 5.0
 
 
 def find_executable() -> Path | None:
@@ -86,11 +81,9 @@ class StageHandles:
     """Open ``tasks`` files of the stage group in each v1 hierarchy."""
 
 
-@attrs.define(eq=False)
-class _Pending:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    reply: Reply | None = None
-    fd: int | None = None
+def _decode(data: bytes) -> tuple[int | None, Reply]:
+    reply = launchspec.decode_reply(data)
+    return reply.request_id, reply
 
 
 @attrs.define(eq=False)
@@ -99,16 +92,17 @@ class Launcher:
 
     executable: Path
     _filter: bytes = attrs.field(alias="filter")
-    _process: subprocess.Popen[bytes] = attrs.field(alias="process")
-    _sock: socket.socket = attrs.field(alias="sock")
     features: Features
     timing: bool = False
     """Ask for step timings (``bench/sandbox_overhead.py --breakdown``)."""
-    _next_id: int = attrs.field(default=1, init=False)
-    _pending: dict[int, _Pending] = attrs.field(factory=dict, init=False)
-    _reader: trio.CancelScope | None = attrs.field(default=None, init=False)
-    _dead: bool = attrs.field(default=False, init=False)
-    _closed: bool = attrs.field(default=False, init=False)
+    _channel: HelperChannel[Reply] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._channel = HelperChannel(name="launcher", launch=self._launch, decode=_decode)
+
+    def _launch(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        process, sock, self.features = _launch(self.executable, self._filter)
+        return process, sock
 
     @classmethod
     def start(cls, executable: Path, seccomp_filter: bytes, *, timing: bool = False) -> Launcher:
@@ -117,20 +111,17 @@ class Launcher:
         Raises:
             SandboxError: it could not be started, or speaks another protocol version.
         """
-        process, sock, features = _launch(executable, seccomp_filter)
         return cls(
             executable=executable,
             filter=seccomp_filter,
-            process=process,
-            sock=sock,
-            features=features,
+            features=Features(protocol=0, landlock_abi=0),
             timing=timing,
         )
 
     @property
     def pid(self) -> int:
         """Pid of the current launcher process."""
-        return self._process.pid
+        return self._channel.pid
 
     async def spawn(
         self,
@@ -151,7 +142,7 @@ class Launcher:
             SandboxError: the launcher is gone, or the sandbox could not be started (the
                 message holds no host paths).
         """
-        if self._closed:
+        if self._channel.closed:
             raise SandboxError("launcher is closed")
         report_r, report_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         control_r, control_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -180,7 +171,7 @@ class Launcher:
                 device_writable=recipe.DEVICE_WRITABLE,
                 timing=self.timing,
             )
-            reply, pidfd = await self._call(launchspec.MSG_SPAWN, payload, fds)
+            reply, pidfd = await self._request(launchspec.MSG_SPAWN, payload, fds)
         except BaseException:
             os.close(report_r)
             os.close(control_w)
@@ -210,9 +201,10 @@ class Launcher:
         """A new network namespace with loopback up (the caller owns the descriptor).
 
         Raises:
-            SandboxError: the launcher could not make one.
+            NetworkUnavailable: the kernel refused it (the text names the step).
+            SandboxError: the launcher is gone.
         """
-        reply, fd = await self._call(launchspec.MSG_NETNS, b"", [])
+        reply, fd = await self._request(launchspec.MSG_NETNS, b"", [])
         if reply.result < 0 or fd is None:
             if fd is not None:
                 os.close(fd)
@@ -221,137 +213,15 @@ class Launcher:
 
     async def aclose(self) -> None:
         """Stop the launcher (it kills every sandbox still alive) and wait for it."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop_reader()
-        self._fail_pending()
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
-        await _wait_exit(self._process)
-        if self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+        await self._channel.aclose()
 
-    async def _call(
+    async def _request(
         self, kind: bytes, payload: bytes, fds: Sequence[int]
     ) -> tuple[Reply, int | None]:
-        if self._closed:
-            raise SandboxError("launcher is closed")
-        if self._dead or self._process.poll() is not None:
-            self._restart()
-        if self._reader is None:
-            self._start_reader()
-        request_id = self._next_id
-        self._next_id = self._next_id % 0xFFFFFFFF + 1
-        message = launchspec.request(kind, request_id, payload)
-        pending = self._pending[request_id] = _Pending()
-        try:
-            try:
-                await self._send(message, fds)
-            except _LauncherGone:
-                self._restart()
-                self._start_reader()
-                pending = self._pending[request_id] = _Pending()
-                await self._send(message, fds)
-        except BaseException:
-            self._pending.pop(request_id, None)
-            raise
-        with trio.CancelScope(shield=True), trio.move_on_after(_REPLY_TIMEOUT):
-            await pending.done.wait()
-        self._pending.pop(request_id, None)
-        if not pending.done.is_set():
-            raise SandboxError("launcher did not answer")
-        if pending.reply is None:
-            raise SandboxError("launcher died during the request")
-        return pending.reply, pending.fd
-
-    async def _send(self, message: bytes, fds: Sequence[int]) -> None:
-        while True:
-            try:
-                socket.send_fds(self._sock, [message], list(fds), socket.MSG_DONTWAIT)
-                return
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._sock)
-            except OSError as exc:
-                self._mark_dead()
-                raise _LauncherGone(errno.errorcode.get(exc.errno or 0, "EIO")) from None
-
-    def _start_reader(self) -> None:
-        scope = trio.CancelScope()
-        self._reader = scope
-        trio.lowlevel.spawn_system_task(
-            self._read_replies, self._sock, scope, name="launcher-reader"
+        request_id = self._channel.next_id()
+        return await self._channel.call(
+            request_id, launchspec.request(kind, request_id, payload), fds
         )
-
-    def _stop_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
-
-    async def _read_replies(self, sock: socket.socket, scope: trio.CancelScope) -> None:
-        """Route every reply to its pending request, until EOF."""
-        with scope:
-            while True:
-                try:
-                    await trio.lowlevel.wait_readable(sock)
-                    data, fds, _, _ = socket.recv_fds(sock, _RECEIVE_SIZE, 1, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    continue
-                except (OSError, trio.ClosedResourceError):
-                    data, fds = b"", []
-                if not data:
-                    for fd in fds:
-                        os.close(fd)
-                    if sock is self._sock:
-                        self._mark_dead()
-                    return
-                self._route(data, fds)
-
-    def _route(self, data: bytes, fds: list[int]) -> None:
-        try:
-            reply = launchspec.decode_reply(data)
-        except ValueError:
-            logger.warning("malformed reply from the launcher")
-            for fd in fds:
-                os.close(fd)
-            return
-        pending = self._pending.get(reply.request_id)
-        if pending is None:
-            # Nobody waits for it any more (timed out): a sandbox it started must not run on.
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    libc.pidfd_send_signal(fd, signal.SIGKILL)
-                os.close(fd)
-            return
-        pending.reply = reply
-        pending.fd = fds[0] if fds else None
-        for fd in fds[1:]:
-            os.close(fd)
-        pending.done.set()
-
-    def _mark_dead(self) -> None:
-        if not self._dead:
-            self._dead = True
-            logger.error("launcher (pid %d) is gone", self._process.pid)
-        self._reader = None
-        self._fail_pending()
-
-    def _fail_pending(self) -> None:
-        for pending in self._pending.values():
-            pending.done.set()
-
-    def _restart(self) -> None:
-        """Replace a dead launcher with a fresh one (one attempt)."""
-        logger.warning("restarting the launcher (old pid %d)", self._process.pid)
-        self._stop_reader()
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
-        with contextlib.suppress(OSError):
-            self._process.kill()
-        self._process.wait()
-        self._process, self._sock, self.features = _launch(self.executable, self._filter)
-        self._dead = False
 
 
 class NetworkUnavailable(SandboxError):
@@ -359,12 +229,8 @@ class NetworkUnavailable(SandboxError):
     text names the step and the reason (``network: Operation not permitted``)."""
 
 
-class _LauncherGone(SandboxError):
-    """Raised by a send when the launcher's end of the socket is gone."""
-
-
 @attrs.define(eq=False)
-class LaunchedSandbox:
+class LaunchedSandbox(Pid1Handle):
     """A running sandbox of the launcher, seen through its PID 1.
 
     :meth:`wait` returns as soon as PID 1 reports the program's exit: by then every process of
@@ -372,19 +238,13 @@ class LaunchedSandbox:
     tears the namespaces down, is awaited by :meth:`wait_closed`.
     """
 
-    pid: int
-    pidfd: int
-    _report_fd: int = attrs.field(alias="report_fd")
-    _control_fd: int = attrs.field(alias="control_fd")
     on_closed: Callable[[bool], None] | None = None
     """Called by :meth:`wait_closed` with whether the network namespace may be reused."""
     _reader: namespaces.ReportReader = attrs.field(factory=namespaces.ReportReader, init=False)
-    _closed: bool = attrs.field(default=False, init=False)
 
     async def wait(self) -> namespaces.SandboxExit:
         """Wait for PID 1's exit record (or its end without one: killed, or setup failed)."""
-        if self._closed:
-            raise trio.ClosedResourceError("sandbox process is closed")
+        self._ensure_open()
         while not self._reader.exited and not self._reader.at_eof:
             await self._read_some()
         if not self._reader.exited:
@@ -404,41 +264,9 @@ class LaunchedSandbox:
         return clean
 
     async def _read_some(self) -> None:
-        await trio.lowlevel.wait_readable(self._report_fd)
-        try:
-            chunk = os.read(self._report_fd, 65536)
-        except BlockingIOError:
-            return
-        self._reader.feed(chunk)
-
-    def kill(self) -> None:
-        """SIGKILL PID 1 through the pidfd, ending the whole namespace; idempotent."""
-        if self._closed:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            libc.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-
-    def signal_program(self, signum: int) -> None:
-        """Ask PID 1 to send ``signum`` to the program's process group (best effort).
-
-        Raises:
-            ValueError: ``signum`` is not a signal number.
-        """
-        if not 0 < signum < signal.NSIG:
-            raise ValueError(f"not a signal number: {signum}")
-        if self._closed:
-            return
-        with contextlib.suppress(BrokenPipeError, BlockingIOError):
-            os.write(self._control_fd, bytes([signum]))
-
-    def close(self) -> None:
-        """Close the pidfd and the pipes; idempotent. Does not kill."""
-        if self._closed:
-            return
-        self._closed = True
-        for fd in (self.pidfd, self._report_fd, self._control_fd):
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
+        chunk = await self._read_report()
+        if chunk is not None:
+            self._reader.feed(chunk)
 
 
 def _stage_fds(
@@ -491,9 +319,9 @@ def _launch(
     finally:
         theirs.close()
     try:
-        ours.settimeout(_STOP_TIMEOUT)
+        ours.settimeout(_HELLO_TIMEOUT)
         ours.send(launchspec.request(launchspec.MSG_HELLO, 0, seccomp_filter))
-        reply = launchspec.decode_reply(ours.recv(_RECEIVE_SIZE))
+        reply = launchspec.decode_reply(ours.recv(RECEIVE_SIZE))
         if reply.result < 0:
             raise SandboxError(f"launcher refused its set-up: {reply.error}")
         features = launchspec.decode_features(reply.payload)
@@ -511,19 +339,3 @@ def _launch(
         raise SandboxError(f"launcher did not start: {exc}") from None
     ours.setblocking(False)
     return process, ours, features
-
-
-async def _wait_exit(process: subprocess.Popen[bytes]) -> None:
-    """Wait (shielded, at most _STOP_TIMEOUT) for the launcher to exit, then reap it."""
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except ProcessLookupError:
-        process.wait()
-        return
-    try:
-        with trio.move_on_after(_STOP_TIMEOUT, shield=True):
-            await trio.lowlevel.wait_readable(pidfd)
-    finally:
-        trio.lowlevel.notify_closing(pidfd)
-        os.close(pidfd)
-    process.poll()

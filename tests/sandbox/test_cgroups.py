@@ -356,6 +356,104 @@ def test_v2_remove_rmdirs_and_is_idempotent(fake_v2: FakeCgroup2) -> None:
         busy.remove()
 
 
+def test_v2_reset_writes_only_changed_limits(fake_v2: FakeCgroup2) -> None:
+    """A reused group gets only the limits that changed; a lifted memory limit is written max."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    fake_v2.writes.clear()
+    group.reset(LIMITS)
+    assert [name for name, _ in fake_v2.writes] == []
+    group.reset(CgroupLimits(memory_bytes=None, max_processes=16))
+    written = {name.rsplit("/", 1)[1]: value for name, value in fake_v2.writes}
+    assert written == {"memory.max": "max", "pids.max": "16"}
+    assert (path / "memory.max").read_text() == "max"
+
+
+def test_v2_readings_count_from_the_reset(fake_v2: FakeCgroup2) -> None:
+    """CPU, peak, OOM kills and pids events of a reused group are the new stage's only, and
+    page cache held from before is not counted as the new stage's memory."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    (path / "cpu.stat").write_text("usage_usec 5000\n")
+    (path / "memory.events").write_text("oom_kill 1\n")
+    (path / "pids.events").write_text("max 2\n")
+    (path / "memory.current").write_text("4000\n")
+    group.reset(LIMITS)
+    assert (group.cpu_time_ns(), group.memory_peak()) == (0, 0)
+    assert not group.oom_killed()
+    assert not group.pids_limit_hit()
+    (path / "cpu.stat").write_text("usage_usec 7500\n")
+    (path / "memory.peak").write_text("10000\n")
+    (path / "memory.events").write_text("oom_kill 2\n")
+    assert group.cpu_time_ns() == 2_500_000
+    assert group.memory_peak() == 6000
+    assert group.oom_killed()
+
+
+def test_v2_killed_group_is_made_anew(fake_v2: FakeCgroup2) -> None:
+    """After cgroup.kill the group is removed and made again before its next stage (clone3
+    into a killed group kills the child on some kernels), with its limits written again."""
+    backend = _detect_v2(fake_v2)
+    group = backend.create("box-1-run", LIMITS)
+    path = backend.jobs / "box-1-run"
+    group.kill()
+    (path / "memory.max").write_text("stale")
+    fake_v2.writes.clear()
+    group.reset(LIMITS)
+    assert (path / "memory.max").read_text() == str(32 * MiB)
+    assert (path / "memory.oom.group").read_text() == "1"
+    assert (path / "pids.max").read_text() == "8"
+    group.reset(LIMITS)
+    assert "box-1-run/memory.max" in [name.split("jobs/", 1)[-1] for name, _ in fake_v2.writes]
+
+
+def test_v1_reset_raises_memsw_first_and_lowers_it_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v1_files: None
+) -> None:
+    """The kernel keeps memsw >= memory: a reused group's memsw is raised before memory and
+    lowered after it; the peak restarts (memory.max_usage_in_bytes is written)."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=True), DaemonConfig())
+    group = backend.create("box-1-run", LIMITS)
+    written: list[tuple[str, str]] = []
+    real_write = _kernfs.write
+
+    def record(path: Path, value: str, *, group: str) -> None:
+        written.append((path.name, value))
+        real_write(path, value, group=group)
+
+    monkeypatch.setattr(_kernfs, "write", record)
+    group.reset(CgroupLimits(memory_bytes=64 * MiB, max_processes=8))
+    names = [name for name, _ in written]
+    assert names.index("memory.memsw.limit_in_bytes") < names.index("memory.limit_in_bytes")
+    assert ("memory.max_usage_in_bytes", "0") in written
+    written.clear()
+    group.reset(CgroupLimits(memory_bytes=16 * MiB, max_processes=8))
+    names = [name for name, _ in written]
+    assert names.index("memory.limit_in_bytes") < names.index("memory.memsw.limit_in_bytes")
+    assert "pids.max" not in names
+
+
+def test_v1_readings_count_from_the_reset(tmp_path: Path, v1_files: None) -> None:
+    """A reused v1 group: CPU from zero (cpuacct.usage reset), peak above what it held, OOM
+    kills since the reset."""
+    root = tmp_path / "cgroup"
+    backend = _detect_files(tmp_path, _v1_lines(root, unified=False), DaemonConfig())
+    group = backend.create("box-1-run", LIMITS)
+    assert group.cpuacct is not None
+    (group.memory / "memory.usage_in_bytes").write_text(f"{3 * MiB}\n")
+    (group.memory / "memory.oom_control").write_text("under_oom 0\noom_kill 4\n")
+    group.reset(LIMITS)
+    assert (group.cpuacct / "cpuacct.usage").read_text() == "0"
+    (group.memory / "memory.max_usage_in_bytes").write_text(f"{10 * MiB}\n")
+    assert group.memory_peak() == 7 * MiB
+    assert not group.oom_killed()
+    (group.memory / "memory.oom_control").write_text("under_oom 0\noom_kill 5\n")
+    assert group.oom_killed()
+
+
 def test_v2_cleanup_stale_kills_and_removes(fake_v2: FakeCgroup2) -> None:
     """cleanup_stale kills and removes every group left in jobs/ and counts them."""
     backend = _detect_v2(fake_v2)

@@ -23,9 +23,10 @@ import trio
 from pistond.config import DaemonConfig
 from pistond.errors import SandboxError
 from pistond.models import StageStatus
-from pistond.sandbox import RootView, StageLimits, StageSpec, launch, launchspec, open_sandbox
+from pistond.sandbox import RootView, StageLimits, StageSpec, launch, launchspec
 from pistond.sandbox import spawners as spawners_module
 from pistond.sandbox.launchspec import FdRole
+from pistond.sandbox.service import open_sandbox
 from pistond.sandbox.spawn import ForkServer
 from pistond.sandbox.spawners import LauncherSpawner, SpawnRequest
 from pistond.sandbox.spec import SpawnSpec
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from pistond.sandbox import Sandbox
+    from pistond.sandbox.service import Sandbox
 
 PYTHON = "/usr/bin/python3.11"
 LIMITS = StageLimits(

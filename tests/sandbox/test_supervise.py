@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from pistond.config import DaemonConfig
     from pistond.models import StageResult
-    from pistond.sandbox import Sandbox
+    from pistond.sandbox.service import Sandbox
 
 
 def _limits(**changes: int | None) -> StageLimits:
@@ -486,7 +486,7 @@ def config(tmp_path: Path) -> DaemonConfig:
 
 @pytest.fixture
 async def sandbox(config: DaemonConfig, fork_server: object) -> AsyncIterator[Sandbox]:
-    from pistond.sandbox import open_sandbox  # noqa: PLC0415
+    from pistond.sandbox.service import open_sandbox  # noqa: PLC0415
 
     jobs_dirs: tuple[str, ...] = ()
     try:

@@ -26,29 +26,7 @@
 
 #include "launcher.h"
 
-#define SETUP_FAILED 127
-
 static int report_fd = -1;
-
-static _Noreturn void fail_with(const char *text)
-{
-    report_record(report_fd, REPORT_ERROR, text, (uint32_t)strlen(text));
-    _exit(SETUP_FAILED);
-}
-
-static _Noreturn void fail(const char *step, int err)
-{
-    char text[512];
-    describe(text, sizeof text, step, err);
-    fail_with(text);
-}
-
-#define STEP(name, call)                 \
-    do {                                 \
-        if ((call) < 0)                  \
-            fail(name, errno);           \
-        mark(name);                      \
-    } while (0)
 
 static int write_zero(int fd)
 {
@@ -188,6 +166,7 @@ _Noreturn void run_init(const struct spec *spec)
     struct rusage usage;
     pid_t program;
     report_fd = spec->report_fd;
+    fail_to(report_fd, 1);
     if (spec->flags & SPEC_TIMING)
         timing_enable("init");
     mark("start");
@@ -210,14 +189,14 @@ _Noreturn void run_init(const struct spec *spec)
     {
         char text[512];
         if (finish_root(spec, text, sizeof text) < 0)
-            fail_with(text);
+            fail_text(text);
         mark("mounts");
     }
     STEP("hostname", set_hostname(spec));
     STEP("exec pipe", pipe2(exec_pipe, O_CLOEXEC));
     signal_fd = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd < 0)
-        fail("signalfd", errno);
+        fail_step("signalfd", errno);
     {
         int keep[8] = {spec->stdin_fd, spec->stdout_fd, spec->stderr_fd, report_fd,
                        spec->control_fd, exec_pipe[0], exec_pipe[1], signal_fd};
@@ -225,7 +204,7 @@ _Noreturn void run_init(const struct spec *spec)
     }
     program = fork();
     if (program < 0)
-        fail("fork program", errno);
+        fail_step("fork program", errno);
     if (program == 0) {
         close(signal_fd);
         close(exec_pipe[0]);

@@ -152,4 +152,17 @@ void timing_flush(int fd);
 /* An error text "<step>: <strerror(errno)>", never a path. */
 void describe(char *out, size_t size, const char *step, int err);
 
+/* A failed step ends the process with SETUP_FAILED after telling it: PID 1 as an error record
+ * on the report pipe, the program as plain text on its exec pipe (which PID 1 reports). */
+#define SETUP_FAILED 127
+void fail_to(int fd, int as_record);
+_Noreturn void fail_text(const char *text);
+_Noreturn void fail_step(const char *step, int err);
+#define STEP(name, call)                \
+    do {                                \
+        if ((call) < 0)                 \
+            fail_step(name, errno);     \
+        mark(name);                     \
+    } while (0)
+
 #endif

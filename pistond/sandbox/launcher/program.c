@@ -24,39 +24,10 @@
 
 #include "launcher.h"
 
-#define SETUP_FAILED 127
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-static int exec_fd = -1;
-
-static _Noreturn void fail_text(const char *text)
-{
-    size_t len = strlen(text);
-    while (len > 0) {
-        ssize_t done = write(exec_fd, text, len);
-        if (done <= 0)
-            break;
-        text += done;
-        len -= (size_t)done;
-    }
-    _exit(SETUP_FAILED);
-}
-
-static _Noreturn void fail(const char *step, int err)
-{
-    char text[512];
-    describe(text, sizeof text, step, err);
-    fail_text(text);
-}
-
-#define STEP(name, call)                 \
-    do {                                 \
-        if ((call) < 0)                  \
-            fail(name, errno);           \
-        mark(name);                      \
-    } while (0)
 
 static int attach_stdio(const struct spec *spec)
 {
@@ -172,7 +143,7 @@ static _Noreturn void exec_program(const struct spec *spec)
 _Noreturn void run_program(const struct spec *spec, int exec_pipe)
 {
     sigset_t none;
-    exec_fd = exec_pipe;
+    fail_to(exec_pipe, 0);
     if (spec->flags & SPEC_TIMING)
         timing_enable("program");
     mark("start");
@@ -190,6 +161,6 @@ _Noreturn void run_program(const struct spec *spec, int exec_pipe)
     STEP("seccomp", install_filter());
     timing_flush(spec->report_fd);
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        fail("close fds", errno);
+        fail_step("close fds", errno);
     exec_program(spec);
 }

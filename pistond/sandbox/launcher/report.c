@@ -119,3 +119,30 @@ void describe(char *out, size_t size, const char *step, int err)
 {
     snprintf(out, size, "%s: %s", step, strerror(err));
 }
+
+static struct {
+    int fd;
+    int as_record;
+} failure = {-1, 1};
+
+void fail_to(int fd, int as_record)
+{
+    failure.fd = fd;
+    failure.as_record = as_record;
+}
+
+_Noreturn void fail_text(const char *text)
+{
+    if (failure.as_record)
+        report_record(failure.fd, REPORT_ERROR, text, (uint32_t)strlen(text));
+    else
+        write_all(failure.fd, (const unsigned char *)text, strlen(text));
+    _exit(SETUP_FAILED);
+}
+
+_Noreturn void fail_step(const char *step, int err)
+{
+    char text[512];
+    describe(text, sizeof text, step, err);
+    fail_text(text);
+}

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pistond import hookimpl
-from pistond.runtimes import Runtime
-from pistond.sandbox.spec import Bind, RootView
+from pistond import Bind, RootView, Runtime, hookimpl
 
 if TYPE_CHECKING:
-    from pistond.config import DaemonConfig
+    from pistond import DaemonConfig
 
 PLUGIN_DIRECTORY = Path(__file__).resolve().parent
 TARGET = "/piston/plugins/cowsay"
