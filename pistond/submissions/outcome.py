@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 from pistond.gateway import v2
+from pistond.submissions.judging import add_test_results
 from pistond.submissions.records import Failure, Outcome
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def cap_output(answer: dict[str, Any], max_size: int) -> bool:
 def result_outcome(result: JobResult, max_size: int) -> Outcome:
     """The outcome of a job that ran: Piston's answer, capped to ``max_size`` output bytes."""
     answer = v2.job_result(result)
+    add_test_results(answer, result)
     truncated = cap_output(answer, max_size)
     return Outcome(
         result=json.dumps(answer, ensure_ascii=False, separators=(",", ":")), truncated=truncated

@@ -11,8 +11,10 @@
 A submission is checked as it is accepted, as far as the gateway can: the body's shape with the
 daemon's own validation and Piston's messages (a batch's messages start with
 ``submissions[i]:``), the runtime against the daemon's list (when the daemon answers), and the
-callback URL against ``PISTON_CALLBACK_ALLOW``. Limits above the configured ones are refused
-when the job runs, by the daemon that runs it: its refusal becomes the submission's ``error``.
+callback URL against ``PISTON_CALLBACK_ALLOW``. Limits above the configured ones (and more
+``tests`` than ``PISTON_MAX_TESTS``) are refused when the job runs, by the daemon that runs it:
+its refusal becomes the submission's ``error``. ``tests`` and ``compare`` pass through
+(:mod:`~pistond.submissions.judging`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pistond.gateway import v2
 from pistond.gateway.errors import DaemonUnavailable, HttpError, bad_request, unavailable
 from pistond.semver import max_satisfying
 from pistond.submissions.addresses import CallbackRefused
+from pistond.submissions.judging import add_test_params
 from pistond.submissions.records import NewSubmission, State
 from pistond.submissions.service import database_unavailable
 from pistond.submissions.store import QueueFull
@@ -63,6 +66,8 @@ _UNCAPPED: Final = Limits(
     **{name: -1 if name.endswith("memory_limit") else 2**62 for name in attrs.fields_dict(Limits)}
 )
 """Limits that let every request limit through (the daemon applies the real ones)."""
+UNBOUNDED_TESTS: Final = 2**31
+"""Tests let through (the body size bounds them; the daemon applies PISTON_MAX_TESTS)."""
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no", ""})
 
@@ -174,12 +179,14 @@ class SubmissionRoutes:
         fields: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
         callback_url = fields.pop("callback_url", None)
         params = v2.execute_params(fields)
+        add_test_params(params, fields)
         runtimes = await self._known_runtimes()
         try:
             validate_execute(
                 params,
                 resolve=lambda language, version: _resolve(runtimes, language, version),
                 runtime_limits=lambda _runtime: _UNCAPPED,
+                max_tests=UNBOUNDED_TESTS,
             )
         except (InvalidParams, RuntimeUnknown) as exc:
             raise bad_request(prefix + exc.message) from None

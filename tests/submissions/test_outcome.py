@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pistond.gateway.errors import HttpError
-from pistond.models import JobResult, StageResult, StageStatus
+from pistond.models import JobResult, StageResult, StageStatus, TestResult, Verdict
 from pistond.submissions.outcome import cap_output, error_outcome, result_outcome
 from pistond.submissions.records import Failure
 
@@ -107,3 +107,24 @@ def test_outcome_error_keeps_status_and_message() -> None:
     outcome = error_outcome(HttpError(400, "nope-* runtime is unknown"))
     assert outcome.result is None
     assert outcome.error == Failure(400, "nope-* runtime is unknown")
+
+
+def test_outcome_carries_test_results_with_verdicts() -> None:
+    """Per-test results are stored in Piston's stage shape, with their verdicts."""
+    result = JobResult(
+        language="c",
+        version="12",
+        compile=_stage(""),
+        run=None,
+        tests=(
+            TestResult(name="one", run=_stage("1\n"), verdict=Verdict.ACCEPTED),
+            TestResult(name=None, run=_stage("2\n"), verdict=Verdict.WRONG_ANSWER),
+        ),
+    )
+    answer = json.loads(result_outcome(result, 1024).result or "")
+    assert [(test["name"], test["verdict"]) for test in answer["tests"]] == [
+        ("one", "accepted"),
+        (None, "wrong_answer"),
+    ]
+    assert answer["tests"][0]["run"]["stdout"] == "1\n"
+    assert "compile" in answer

@@ -124,6 +124,33 @@ async def test_routes_limits_above_the_configured_are_the_daemons_to_refuse(
     }
 
 
+async def test_routes_tests_reach_the_daemon(short_directory: Path) -> None:
+    """tests and compare reach execute; each test's stdin ends in a newline as the body's."""
+    body = {
+        **HELLO,
+        "stdin": "all",
+        "tests": [{"stdin": "1 2", "expected_output": "3\n", "name": "sum"}, {"args": ["x"]}],
+        "compare": "trailing_whitespace",
+    }
+    async with open_stack(short_directory) as stack:
+        answer = await stack.http.post("/api/v2/submissions?wait=true", json=body)
+        assert answer.status_code == 201, answer.text
+        sent = stack.fake.last("execute")
+    assert sent["tests"] == [
+        {"stdin": "1 2\n", "expected_output": "3\n", "name": "sum"},
+        {"args": ["x"]},
+    ]
+    assert (sent["stdin"], sent["compare"]) == ("all\n", "trailing_whitespace")
+
+
+async def test_routes_bad_tests_are_refused(short_directory: Path) -> None:
+    """A malformed tests field is refused when accepted, in the daemon's words."""
+    async with open_stack(short_directory) as stack:
+        answer = await stack.http.post("/api/v2/submissions", json={**HELLO, "tests": [{"x": 1}]})
+    assert answer.status_code == 400
+    assert answer.json() == {"message": "tests[0] has an unknown field 'x'"}
+
+
 async def test_routes_callbacks_disabled(short_directory: Path) -> None:
     """With PISTON_CALLBACK_ALLOW=none, any callback_url is refused."""
     async with open_stack(short_directory, policy=CallbackPolicy.from_entries(["none"])) as stack:
