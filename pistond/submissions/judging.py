@@ -5,7 +5,8 @@ A submission body may carry pistond's ``tests`` (PROTOCOL.md, "Tests"): ``[{"std
 reach the daemon's ``execute`` as they are, but for what the HTTP API does to every stdin: a
 test's ``stdin`` gets Piston's trailing newline, as the body's own ``stdin`` does (D7), so a
 test without ``stdin`` and one with the same text behave alike. The stored result gains
-``"tests": [{"name", "run": Stage, "verdict"}]`` in Piston's stage shape. Anything that is not
+``"tests": [{"name", "run": Stage, "verdict"}]`` in Piston's stage shape (and no ``run``).
+Anything that is not
 of the expected shape is passed on for the daemon's validation to name.
 """
 
@@ -55,9 +56,15 @@ def add_test_params(params: dict[str, Any], body: Mapping[str, Any]) -> None:
 
 
 def add_test_results(answer: dict[str, Any], result: JobResult) -> None:
-    """Add the per-test results of ``result`` to Piston's answer (in place), if it has any."""
+    """Add the per-test results of ``result`` to Piston's answer (in place), if it has any.
+
+    Such an answer has no ``run``: Piston's copy of the compile stage as the run (for clients
+    that always read ``run``) would read as a run that printed nothing.
+    """
     if result.tests is None or "tests" in answer:
         return
+    if result.run is None:
+        answer.pop("run", None)
     answer["tests"] = [
         {
             "name": test.name,

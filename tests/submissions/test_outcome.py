@@ -127,4 +127,4 @@ def test_outcome_carries_test_results_with_verdicts() -> None:
         (None, "wrong_answer"),
     ]
     assert answer["tests"][0]["run"]["stdout"] == "1\n"
-    assert "compile" in answer
+    assert list(answer) == ["compile", "language", "version", "tests"]
