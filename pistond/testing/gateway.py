@@ -72,11 +72,13 @@ class GatewayProcess:
         directory.mkdir(parents=True, exist_ok=True)
         environ = {key: value for key, value in os.environ.items() if not key.startswith("PISTON_")}
         environ.update(
-            PISTON_SOCKET=str(daemon_socket),
-            PISTON_GATEWAY_DATA_DIRECTORY=str(directory / "data"),
-            PISTON_GATEWAY_ALLOW_ROOT="true",
-            PISTON_LOG_LEVEL="DEBUG",
-            **dict(settings or {}),
+            {
+                "PISTON_SOCKET": str(daemon_socket),
+                "PISTON_GATEWAY_DATA_DIRECTORY": str(directory / "data"),
+                "PISTON_GATEWAY_ALLOW_ROOT": "true",
+                "PISTON_LOG_LEVEL": "DEBUG",
+                **dict(settings or {}),
+            }
         )
         if "PISTON_BIND_ADDRESS" not in environ:
             environ["PISTON_BIND_ADDRESS"] = f"127.0.0.1:{_free_port()}"
