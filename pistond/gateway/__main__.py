@@ -117,7 +117,7 @@ def prepare_data_directory(directory: Path, identity: Identity) -> None:
     except OSError as exc:
         logger.warning("cannot create %s: %s", directory, exc.strerror or exc)
         return
-    os.chown(directory, identity.uid, identity.gid)
+    os.chown(directory, identity.uid, identity.gid, follow_symlinks=False)
 
 
 async def serve_with_submissions(
