@@ -279,8 +279,11 @@ def test_acceptance_two_pairs_on_postgresql_drain_500(
     ]
     logs = [gateway.log_text() for gateway in gateways]
     completions = Counter(int(n) for log in logs for n in DONE.findall(log))
-    assert len(completions) == 500
-    assert max(completions.values()) == 1
+    assert max(completions.values()) == 1, "a submission was completed twice"
+    # A gateway killed right after storing an outcome dies before logging it: at most one
+    # per worker of the killed gateway goes unlogged (its result is there, checked above).
+    unlogged = 500 - len(completions)
+    assert unlogged <= (int(settings["PISTON_SUBMISSION_WORKERS"]) if kill else 0)
     assert all(DONE.search(log) for log in logs), "both pairs ran submissions"
     for log in logs:
         assert "outcome was dropped" not in log
