@@ -41,6 +41,7 @@ from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware, compile_c
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 from pistond.gateway.playground.page import Playground
 from pistond.semver import max_satisfying
+from pistond.submissions.routes import SubmissionRoutes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from pistond.models import JobResult
+    from pistond.submissions.service import SubmissionService
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ class Gateway:
     metrics: GatewayMetrics
     jobs: Places
     """Jobs in progress, per client (executes and WebSocket sessions)."""
+    submissions: bool = False
+    """Whether the submission routes are served (and described in the OpenAPI document)."""
 
     async def json_body(self, request: Request) -> object:
         """The request's JSON body (see :func:`parse_json`)."""
@@ -294,7 +298,7 @@ class Gateway:
 
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(submissions=self.submissions))
 
     async def prometheus(self, request: Request) -> Response:
         """``GET /metrics`` in Prometheus' text format: the gateway's collectors, then the
@@ -349,6 +353,7 @@ def create_app(
     settings: GatewaySettings,
     metrics: GatewayMetrics | None = None,
     playground: Playground | None = None,
+    submissions: SubmissionService | None = None,
 ) -> MetricsMiddleware:
     """Build the gateway's ASGI app.
 
@@ -356,13 +361,17 @@ def create_app(
         settings: the daemon socket, body limit and WebSocket init timeout.
         metrics: collectors to record into; a fresh registry by default.
         playground: the playground's files; the installed ones by default.
+        submissions: the submission service whose routes to serve under
+            ``/api/v2/submissions``; none by default.
 
     Returns:
         The ASGI application (Starlette behind the metrics middleware).
     """
     metrics = metrics or GatewayMetrics()
     jobs = Places("jobs", per_client=settings.max_jobs_per_client)
-    gateway = Gateway(settings, DaemonSocket(settings.socket), metrics, jobs)
+    gateway = Gateway(
+        settings, DaemonSocket(settings.socket), metrics, jobs, submissions=submissions is not None
+    )
     connect = ConnectHandler(
         gateway.daemon,
         metrics,
@@ -388,6 +397,8 @@ def create_app(
         routes.append(Route(path, _handled(gateway.openapi), methods=["GET"]))
     for path in _both("/api/v2/connect"):
         routes.append(WebSocketRoute(path, connect.session))
+    if submissions is not None:
+        routes += SubmissionRoutes(submissions, gateway.daemon, gateway.json_body).routes(_handled)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
