@@ -28,6 +28,8 @@ from pistond.models import RuntimeInfo as RuntimeInfo
 from pistond.models import StageName as StageName
 from pistond.models import StageResult as StageResult
 from pistond.models import StageStatus as StageStatus
+from pistond.models import TestResult as TestResult
+from pistond.models import Verdict as Verdict
 from pistond.runtimes import Runtime as Runtime
 from pistond.sandbox.spec import Bind as Bind
 from pistond.sandbox.spec import RootView as RootView

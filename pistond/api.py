@@ -126,7 +126,8 @@ class Api:
         return _wire(PingResult(version=__version__, protocol=PROTOCOL_VERSION))
 
     async def status(self, params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
-        """``status``: uptime, job counts, sandbox capabilities and configured limits."""
+        """``status``: uptime, job counts, sandbox capabilities, configured limits and the
+        compile cache's counters."""
         _no_params(params)
         status = StatusResult(
             version=__version__,
@@ -134,6 +135,7 @@ class Api:
             jobs=self.jobs.counts(),
             sandbox=self.sandbox_info,
             limits=converter.unstructure(self.config.limits),
+            compile_cache=self.jobs.cache_statistics(),
         )
         return _wire(status)
 

@@ -8,6 +8,7 @@ named by ``--config`` / ``PISTON_CONFIG``; the environment wins. A bad value rai
 from __future__ import annotations
 
 import grp
+import ipaddress
 import json
 import re
 import tomllib
@@ -80,6 +81,35 @@ def _user_spec(_instance: object, attribute: attrs.Attribute[str], value: str) -
     user, sep, group = value.partition(":")
     if not user or (sep and not group) or ":" in group:
         raise _invalid(attribute, f"must be user or user:group, got {value!r}")
+
+
+DATABASE_SCHEMES: Final = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+"""URL schemes of ``PISTON_DATABASE_URL``: SQLite, or PostgreSQL (through psycopg)."""
+
+
+def _database_url(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    scheme = value.partition("://")[0] if "://" in value else None
+    if value and scheme not in DATABASE_SCHEMES:
+        # The URL may hold a password: name its scheme only.
+        raise _invalid(
+            attribute,
+            f"must be a sqlite:/// or postgresql:// URL, got a {scheme or 'malformed'} URL",
+        )
+
+
+def _callback_allow(
+    _instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    for entry in value:
+        if entry in ("public", "none"):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise _invalid(
+                attribute,
+                f"entries are public, none or networks such as 10.1.0.0/16, got {entry!r}",
+            ) from None
 
 
 def _default_bind_address() -> str:
@@ -224,6 +254,45 @@ class DaemonConfig:
     """Milliseconds a kept-alive HTTP connection may stay silent between requests."""
     recipes_directory: Path | None = None
     """Package recipes to build from; empty: the ``packages/`` directory shipped with pistond."""
+    gateway_data_directory: Path = attrs.field(
+        default=Path("/var/lib/pistond-gateway"), validator=_absolute
+    )
+    """The gateway's own state: the SQLite submission database when no database URL is set."""
+    database_url: str = attrs.field(default="", validator=_database_url)
+    """Where submissions are stored: ``postgresql://user:password@host/db`` (shared by many
+    gateways), ``sqlite:////path/file.db``; empty: SQLite in gateway_data_directory."""
+    submission_ttl: int = attrs.field(default=86_400, validator=_positive)
+    """Seconds a finished submission is kept (then deleted, result and all)."""
+    submission_workers: int = attrs.field(default=16, validator=_non_negative)
+    """Submissions this gateway runs at once from the queue; 0: it only accepts them."""
+    submission_lease: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds a worker's claim on a submission lasts without renewal (a dead machine's
+    submissions are run again after it)."""
+    submission_poll_interval: int = attrs.field(default=500, validator=_positive)
+    """Milliseconds between looks at the queue when there is nothing to run."""
+    submission_max_wait: int = attrs.field(default=30_000, validator=_positive)
+    """Milliseconds ``?wait=true`` may hold a request before it answers with the state."""
+    submission_max_batch: int = attrs.field(default=100, validator=_positive)
+    """Submissions one batch may hold."""
+    submission_max_pending: int = attrs.field(default=10_000, validator=_non_negative)
+    """Submissions queued or running in the database at once (more: 503); 0: no cap."""
+    submission_max_result_size: int = attrs.field(default=1024 * 1024, validator=_positive)
+    """Bytes of output (all streams of all stages) stored per submission; more is cut, each
+    stream keeping its prefix, and the submission is marked truncated."""
+    submission_max_attempts: int = attrs.field(default=3, validator=_positive)
+    """Times a submission is started before it is given up (a worker died holding it)."""
+    callback_allow: tuple[str, ...] = attrs.field(default=("public",), validator=_callback_allow)
+    """Where ``callback_url`` may point: ``public`` (globally routable addresses) and networks
+    (``10.1.0.0/16``, ``::1``); ``none`` or empty: no callbacks."""
+    callback_attempts: int = attrs.field(default=5, validator=_positive)
+    """Deliveries tried per callback (the pause between two doubles, from 1 s to 60 s)."""
+    callback_timeout: int = attrs.field(default=10_000, validator=_positive)
+    """Milliseconds one callback delivery may take, connection included."""
+    compile_cache_size: int = attrs.field(default=256 * 1024 * 1024, validator=_non_negative)
+    """Bytes of compile results kept under the data directory (least recently used go first);
+    0 disables the compile cache."""
+    max_tests: int = attrs.field(default=64, validator=_non_negative)
+    """Tests one ``execute`` request may carry (each is one run stage); 0: ``tests`` refused."""
 
     def __attrs_post_init__(self) -> None:
         slots_end = self.box_uid_base + self.max_concurrent_jobs

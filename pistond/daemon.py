@@ -15,6 +15,7 @@ import trio
 
 from pistond import listeners as listening
 from pistond.api import Api
+from pistond.compilecache import CompileCache
 from pistond.config import DaemonConfig, resolve_admin_group
 from pistond.jobs import JobManager
 from pistond.plugins import get_plugin_manager
@@ -95,8 +96,11 @@ async def _run(
                     "host runtimes installed: %s", ", ".join("-".join(p) for p in installed)
                 )
                 registry.reload()
+        cache = await CompileCache.open(config, registry.runtimes())
+        packages.uninstalled.append(cache.remove_package)
         async with open_sandbox(config, spawner) as sandbox, trio.open_nursery() as teardown:
-            jobs = JobManager.create(config, sandbox, registry)
+            packages.uninstalled.append(lambda _package, _version: sandbox.forget_roots())
+            jobs = JobManager.create(config, sandbox, registry, cache=cache)
             # Finished jobs release their box and slot here, after their result went out.
             jobs.teardown = teardown
             api = Api(

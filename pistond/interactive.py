@@ -93,6 +93,7 @@ class PeerEvents:
                 cpu_time=result.cpu_time,
                 wall_time=result.wall_time,
                 memory=result.memory,
+                cached=result.cached,
             ),
         )
 
@@ -117,7 +118,7 @@ def _job(peer: Peer, params: Mapping[str, Any], allowed: frozenset[str]) -> Inte
 
 async def start_job(manager: JobManager, params: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
     """``job.start``: validate, then run the job in the connection's nursery."""
-    prepared = manager.prepare(params)
+    prepared = manager.prepare(params, interactive=True)
     job_id = manager.new_job_id()
     send, receive = trio.open_memory_channel[bytes | None](STDIN_BUFFER_CHUNKS)
     job = InteractiveJob(id=job_id, stdin=send)

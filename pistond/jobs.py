@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -12,18 +13,31 @@ import outcome
 import trio
 
 from pistond.capacity import Capacity, StageTicket, default_stage_limit
+from pistond.compilecache import (
+    MAX_TREE_BYTES,
+    MAX_TREE_ENTRIES,
+    CachedCompile,
+    CompileCache,
+    RuntimeRef,
+    compile_key,
+)
 from pistond.errors import InvalidParams, SandboxError
 from pistond.limits import lowered, runtime_limits, stage_limits
 from pistond.models import (
+    CompileCacheStats,
     ExecuteRequest,
     JobCounts,
     JobResult,
     StageName,
     StageResult,
     StageStatus,
+    TestCase,
+    TestResult,
 )
+from pistond.sandbox.hostfs import BoxTree, TreeTooLarge
 from pistond.sandbox.spec import StageSpec
 from pistond.validation import validate_execute
+from pistond.verdicts import judge
 
 if TYPE_CHECKING:
     from pistond.config import DaemonConfig, Limits
@@ -74,33 +88,51 @@ class JobManager:
     teardown: trio.Nursery | None = None
     """Where ``execute`` jobs run, so that their result can be returned before their box and
     slot are released (the daemon's; None runs them in the caller's task)."""
+    cache: CompileCache = attrs.field(factory=lambda: CompileCache(max_bytes=0))
+    """Compile results to reuse (off unless the daemon opened one)."""
 
     @classmethod
     def create(
-        cls, config: DaemonConfig, sandbox: SandboxLike, registry: RuntimeRegistry
+        cls,
+        config: DaemonConfig,
+        sandbox: SandboxLike,
+        registry: RuntimeRegistry,
+        *,
+        cache: CompileCache | None = None,
     ) -> JobManager:
-        """A job manager with the configured slots and queue."""
+        """A job manager with the configured slots and queue (and ``cache``, if given)."""
         capacity = Capacity(
             slots=config.max_concurrent_jobs,
             max_queue=config.max_queue_size,
             queue_timeout=config.queue_timeout / 1000,
             stage_limit=config.max_running_stages or default_stage_limit(),
         )
-        return cls(config=config, sandbox=sandbox, registry=registry, capacity=capacity)
+        manager = cls(config=config, sandbox=sandbox, registry=registry, capacity=capacity)
+        if cache is not None:
+            manager.cache = cache
+        return manager
 
-    def prepare(self, params: Mapping[str, Any]) -> PreparedJob:
-        """Validate ``execute`` params and resolve runtime and limits.
+    def prepare(self, params: Mapping[str, Any], *, interactive: bool = False) -> PreparedJob:
+        """Validate ``execute`` (or, ``interactive``, ``job.start``) params and resolve
+        runtime and limits.
 
         Raises:
-            InvalidParams: a field is missing or wrong.
+            InvalidParams: a field is missing or wrong (``tests`` are for ``execute`` only).
             RuntimeUnknown: no runtime matches.
         """
+        if interactive and params.get("tests") is not None:
+            raise InvalidParams("tests are for execute only, not for interactive jobs")
         request, runtime, caps = validate_execute(
             params,
             resolve=self.registry.resolve,
             runtime_limits=lambda rt: runtime_limits(self.config, rt.language, rt.limit_overrides),
+            max_tests=self.config.max_tests,
         )
         return PreparedJob(request=request, runtime=runtime, limits=lowered(caps, request.limits))
+
+    def cache_statistics(self) -> CompileCacheStats:
+        """The compile cache's counters (``status``)."""
+        return self.cache.statistics()
 
     def counts(self) -> JobCounts:
         """Running, queued, completed and failed jobs."""
@@ -154,6 +186,10 @@ class JobManager:
     ) -> JobResult:
         """Take a slot, write the files, run compile (if any) then run, and return the result.
 
+        The compile stage is skipped when the compile cache holds its result (the box then gets
+        what that compile left instead of the submitted files). With ``tests``, the run stage
+        runs once per test, each in a fresh box holding what the compile left.
+
         With ``events`` and ``stdin`` the run stage is interactive: stdin chunks are written
         as they come (``None`` closes stdin) and output is reported as it arrives. ``finished``
         is given the result as soon as it is known, before the box and slot are released.
@@ -161,36 +197,172 @@ class JobManager:
         request, runtime = job.request, job.runtime
         deadline = self.capacity.deadline()
         try:
-            async with self.capacity.slot() as slot, self._box(slot) as box:
+            async with self.capacity.slot() as slot:
                 logger.debug(
                     "job %s slot %d: %s-%s", job_id, slot, runtime.language, runtime.version
                 )
-                try:
-                    box.write_files(request.files)
-                except SandboxError as exc:
-                    raise InvalidParams(f"files cannot be written: {exc}") from None
-                compile_result = None
-                run_result = None
-                if runtime.compiled:
-                    compile_result = await self._stage(
-                        box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
+                async with self._box(slot) as box:
+                    compile_result, tree = await self._prepare_box(
+                        box, job, job_id, deadline, events=events
                     )
-                    if compile_result.code != 0:
+                    if compile_result is not None and compile_result.code != 0:
                         self._count(compile_result)
-                if compile_result is None or compile_result.code == 0:
-                    run_result = await self._stage(
-                        box, job, job_id, StageName.RUN, deadline, events=events, stdin=stdin
-                    )
-                    self._count(run_result)
-                result = JobResult(runtime.language, runtime.version, compile_result, run_result)
-                if finished is not None:
-                    finished(outcome.Value(result))
-            return result
+                        result = self._result(job, compile_result, None, None)
+                    elif request.tests is None:
+                        run_result = await self._stage(
+                            box, job, job_id, StageName.RUN, deadline, events=events, stdin=stdin
+                        )
+                        self._count(run_result)
+                        result = self._result(job, compile_result, run_result, None)
+                    else:
+                        result = None
+                    if result is not None:
+                        if finished is not None:
+                            finished(outcome.Value(result))
+                        return result
+                    assert request.tests is not None
+                    reports = TestReports(job, compile_result, finished)
+                    await self._test(box, job, job_id, request.tests[0], reports)
+                    fresh = tree is not None or not runtime.compiled
+                    if not fresh:
+                        # What the compile left could not be kept: the tests share its box.
+                        for test in request.tests[1:]:
+                            await self._test(box, job, job_id, test, reports)
+                if fresh:
+                    for test in request.tests[1:]:
+                        async with self._box(slot) as box:
+                            if self._restore(box, job, job_id, tree):
+                                await self._test(box, job, job_id, test, reports)
+                            else:
+                                reports.add(TestResult(test.name, sandbox_failure(job_id), None))
+            return reports.result()
         except (trio.Cancelled, InvalidParams):
             raise
         except BaseException:
             self.failed += 1
             raise
+
+    def _result(
+        self,
+        job: PreparedJob,
+        compile_result: StageResult | None,
+        run_result: StageResult | None,
+        tests: tuple[TestResult, ...] | None,
+    ) -> JobResult:
+        runtime = job.runtime
+        return JobResult(runtime.language, runtime.version, compile_result, run_result, tests)
+
+    async def _test(
+        self, box: BoxLike, job: PreparedJob, job_id: str, test: TestCase, reports: TestReports
+    ) -> None:
+        """Run one test in ``box`` (a fresh run stage, the request's limits), with its verdict."""
+        run = await self._stage(
+            box,
+            job,
+            job_id,
+            StageName.RUN,
+            self.capacity.deadline(),
+            events=None,
+            stdin=None,
+            test=test,
+        )
+        self._count(run)
+        reports.add(
+            TestResult(name=test.name, run=run, verdict=judge(test, run, job.request.compare))
+        )
+
+    @staticmethod
+    def _write_files(box: BoxLike, job: PreparedJob) -> None:
+        try:
+            box.write_files(job.request.files)
+        except SandboxError as exc:
+            raise InvalidParams(f"files cannot be written: {exc}") from None
+
+    def _restore(self, box: BoxLike, job: PreparedJob, job_id: str, tree: BoxTree | None) -> bool:
+        """Give a fresh box what the job's first box held before its run stage; False (and
+        logged) when that failed."""
+        if tree is None:
+            self._write_files(box, job)
+            return True
+        try:
+            box.write_submission(tree)
+        except SandboxError as exc:
+            logger.error("job %s: a test's box could not be restored: %s", job_id, exc)
+            return False
+        return True
+
+    async def _prepare_box(
+        self,
+        box: BoxLike,
+        job: PreparedJob,
+        job_id: str,
+        deadline: float,
+        *,
+        events: JobEvents | None,
+    ) -> tuple[StageResult | None, BoxTree | None]:
+        """Fill the box for the run stage: the files, then the compile stage (if any), or what
+        a cached compile left.
+
+        Returns:
+            The compile stage's result (None for interpreted runtimes), and what the box holds
+            after it, when it was read for the cache or the tests (None otherwise, or when the
+            compile left too much or failed).
+        """
+        request, runtime = job.request, job.runtime
+        if not runtime.compiled:
+            self._write_files(box, job)
+            return None, None
+        spec = self.stage_spec(job, StageName.COMPILE)
+        ref = RuntimeRef.of(runtime)
+        key = None
+        if self.cache.enabled and request.compile_cache and ref is not None:
+            key = compile_key(runtime, spec, request, self.config)
+        if key is None or ref is None:
+            self._write_files(box, job)
+            result = await self._stage(
+                box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
+            )
+            keep = request.tests is not None and _succeeded(result)
+            return result, self._read_box(box, job, job_id) if keep else None
+        async with self.cache.claim(key, ref) as claim:
+            if claim.cached is not None:
+                try:
+                    box.write_submission(claim.cached.tree)
+                except SandboxError as exc:
+                    logger.error(
+                        "job %s: the cached compile could not be restored: %s", job_id, exc
+                    )
+                    return sandbox_failure(job_id), None
+                result = attrs.evolve(claim.cached.result, cached=True)
+                logger.debug("job %s: compile served from the cache", job_id)
+                if events is not None:
+                    await _replay(events, result)
+                return result, claim.cached.tree
+            self._write_files(box, job)
+            result = await self._stage(
+                box, job, job_id, StageName.COMPILE, deadline, events=events, stdin=None
+            )
+            if not _succeeded(result):
+                return result, None
+            tree = self._read_box(box, job, job_id)
+            if tree is not None:
+                await claim.fulfil(CachedCompile(result=result, tree=tree))
+            return result, tree
+
+    def _read_box(self, box: BoxLike, job: PreparedJob, job_id: str) -> BoxTree | None:
+        """What the box holds after a successful compile, less the runtime's scratch; None
+        when it holds more than an entry may (then it is neither cached nor restored)."""
+        try:
+            return box.read_submission(
+                max_entries=MAX_TREE_ENTRIES,
+                max_bytes=min(MAX_TREE_BYTES, self.config.disk_size),
+                skip=_scratch_filter(job.runtime.compile_scratch),
+            )
+        except TreeTooLarge as exc:
+            logger.info("job %s: the box after compile is not kept: %s", job_id, exc)
+        except OSError as exc:
+            logger.warning("job %s: the box after compile could not be read: %s", job_id, exc)
+        return None
 
     @asynccontextmanager
     async def _box(self, slot: int) -> AsyncIterator[BoxLike]:
@@ -208,8 +380,10 @@ class JobManager:
         else:
             self.completed += 1
 
-    def stage_spec(self, job: PreparedJob, stage: StageName) -> StageSpec:
-        """The sandbox spec of one stage of a job."""
+    def stage_spec(
+        self, job: PreparedJob, stage: StageName, *, test: TestCase | None = None
+    ) -> StageSpec:
+        """The sandbox spec of one stage of a job (the run stage of one test, with ``test``)."""
         runtime, request = job.runtime, job.request
         env = dict(runtime.env)
         env["HOME"] = "/tmp"
@@ -219,7 +393,8 @@ class JobManager:
             names = tuple(file.name for file in request.files if file.is_text)
             argv = (*runtime.compile_argv, *names)
         else:
-            argv = (*runtime.run_argv, request.main, *request.args)
+            args = request.args if test is None else test.args
+            argv = (*runtime.run_argv, request.main, *args)
         return StageSpec(
             argv=argv,
             env=env,
@@ -238,17 +413,22 @@ class JobManager:
         *,
         events: JobEvents | None,
         stdin: trio.MemoryReceiveChannel[bytes | None] | None,
+        test: TestCase | None = None,
     ) -> StageResult:
-        """One stage, once the stage gate admits it (within the job's ``deadline``).
+        """One stage, once the stage gate admits it (within ``deadline``); the run stage of
+        one test with ``test``.
 
         Raises:
             Overloaded: the gate admitted no stage before the deadline.
         """
-        spec = self.stage_spec(job, stage)
+        spec = self.stage_spec(job, stage, test=test)
         ticket = await self.capacity.stages.admit(deadline=deadline)
         try:
             if events is None:
-                data = job.request.stdin if stage is StageName.RUN else b""
+                if stage is StageName.COMPILE:
+                    data = b""
+                else:
+                    data = job.request.stdin if test is None else test.stdin
                 return await box.run_stage(spec, stdin=data, stage=stage.value, admission=ticket)
             return await self._live_stage(
                 box,
@@ -347,6 +527,58 @@ class _Handoff:
             raise
         assert self._outcome is not None
         return self._outcome.unwrap()
+
+
+@attrs.define(eq=False)
+class TestReports:
+    """The results of a request's tests as they come; the job's result after the last."""
+
+    __test__ = False  # not a pytest test class
+
+    job: PreparedJob
+    compile: StageResult | None
+    finished: Callable[[outcome.Outcome[JobResult]], bool] | None
+    tests: list[TestResult] = attrs.field(factory=list)
+
+    def add(self, result: TestResult) -> None:
+        """Record one test's result; after the last, hand the job's result to ``finished``."""
+        self.tests.append(result)
+        assert self.job.request.tests is not None
+        if len(self.tests) == len(self.job.request.tests) and self.finished is not None:
+            self.finished(outcome.Value(self.result()))
+
+    def result(self) -> JobResult:
+        """The job's result: the compile stage and every test, no single run stage."""
+        runtime = self.job.runtime
+        return JobResult(runtime.language, runtime.version, self.compile, None, tuple(self.tests))
+
+
+def _succeeded(result: StageResult) -> bool:
+    """Whether a compile finished normally (exit 0, status null): only those are kept."""
+    return result.status is None and result.code == 0
+
+
+def _scratch_filter(patterns: tuple[str, ...]) -> Callable[[str, bool], bool] | None:
+    """``skip(path, is_directory)`` for a runtime's compile scratch patterns; None for none."""
+    if not patterns:
+        return None
+
+    def skip(path: str, is_directory: bool) -> bool:
+        name = path.rsplit("/", 1)[-1]
+        return any(
+            fnmatch.fnmatchcase(path if "/" in pattern else name, pattern) for pattern in patterns
+        )
+
+    return skip
+
+
+async def _replay(events: JobEvents, result: StageResult) -> None:
+    """Report a cached compile stage to an interactive job as if it had run."""
+    await events.stage_started(StageName.COMPILE)
+    for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text:
+            await events.output(StageName.COMPILE, stream, text.encode("utf-8", "replace"))
+    await events.stage_finished(StageName.COMPILE, result)
 
 
 def sandbox_failure(job_id: str) -> StageResult:

@@ -27,6 +27,22 @@ class StageName(StrEnum):
     RUN = "run"
 
 
+class Verdict(StrEnum):
+    """How a test's output compares with its ``expected_output`` (PROTOCOL ``Test.verdict``)."""
+
+    ACCEPTED = "accepted"
+    WRONG_ANSWER = "wrong_answer"
+
+
+class Comparison(StrEnum):
+    """How a test's stdout is compared with its ``expected_output``."""
+
+    EXACT = "exact"
+    """Byte for byte (after the stdout capture's UTF-8 decoding)."""
+    TRAILING_WHITESPACE = "trailing_whitespace"
+    """Whitespace at the end of every line, and empty lines at the end, are ignored."""
+
+
 @attrs.frozen
 class StageResult:
     """What one sandboxed stage did, per PROTOCOL.md ``Stage``."""
@@ -48,6 +64,23 @@ class StageResult:
     """Wall-clock time of the stage, in milliseconds."""
     memory: int
     """Peak memory of the stage's cgroup, in bytes."""
+    cached: bool = False
+    """True when this compile stage was not run for this request: its result and the files it
+    left come from the compile cache (the figures are those of the compile that made them)."""
+
+
+@attrs.frozen
+class TestResult:
+    """One test of a request with ``tests``: its run stage and, when expected, its verdict."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str | None
+    """The test's ``name`` as given."""
+    run: StageResult
+    verdict: Verdict | None
+    """Set when the test has ``expected_output`` and its run exited 0; otherwise None (a run
+    that did not exit 0 is judged by its ``status``)."""
 
 
 @attrs.frozen
@@ -58,6 +91,9 @@ class JobResult:
     version: str
     compile: StageResult | None
     run: StageResult | None
+    """None when the compile stage failed, and for requests with ``tests``."""
+    tests: tuple[TestResult, ...] | None = None
+    """One result per test, in order, for requests with ``tests`` whose compile succeeded."""
 
 
 @attrs.frozen
@@ -104,6 +140,21 @@ class SandboxInfo:
 
 
 @attrs.frozen
+class TestCase:
+    """One test of a request: the program is run once per test, after one compile."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str | None
+    stdin: bytes
+    """The run's stdin (the request's ``stdin`` when the test gives none)."""
+    args: tuple[str, ...]
+    """The run's arguments (the request's ``args`` when the test gives none)."""
+    expected_output: str | None
+    """What stdout should be; None: no verdict."""
+
+
+@attrs.frozen
 class ExecuteRequest:
     """A validated ``execute`` / ``job.start`` request."""
 
@@ -116,6 +167,12 @@ class ExecuteRequest:
     args: tuple[str, ...]
     limits: dict[str, int]
     """Limit keys the request lowered (output_max_size too), checked against the caps."""
+    compile_cache: bool = True
+    """False: this request neither uses nor fills the compile cache."""
+    tests: tuple[TestCase, ...] | None = None
+    """Run once per test (each in a fresh sandbox and box) instead of once."""
+    compare: Comparison = Comparison.EXACT
+    """How the tests' stdout is compared with their ``expected_output``."""
 
 
 @attrs.frozen
@@ -129,6 +186,30 @@ class PingResult:
 
 
 @attrs.frozen
+class CompileCacheStats:
+    """The compile cache's counters in ``status`` (since the daemon started, but ``bytes`` and
+    ``entries``, which describe the cache as it is)."""
+
+    enabled: bool
+    """False when ``PISTON_COMPILE_CACHE_SIZE`` is 0."""
+    max_bytes: int
+    """``PISTON_COMPILE_CACHE_SIZE``."""
+    bytes: int
+    """Bytes the entries take on disk."""
+    entries: int
+    hits: int
+    """Compile stages served from the cache (also by waiting for an identical compile)."""
+    misses: int
+    """Compile stages that ran for a request the cache could have served."""
+    stores: int
+    """Entries written."""
+    evictions: int
+    """Entries removed to keep the size bound (not counting uninstalls and corrupt ones)."""
+    corrupt: int
+    """Entries that failed their hash check and were dropped (each also counts as a miss)."""
+
+
+@attrs.frozen
 class StatusResult:
     """The result of ``status``: daemon health."""
 
@@ -139,6 +220,8 @@ class StatusResult:
     sandbox: SandboxInfo
     limits: dict[str, int]
     """The configured default limits, by Piston's names."""
+    compile_cache: CompileCacheStats | None = None
+    """None from a daemon that has no compile cache."""
 
 
 @attrs.frozen
@@ -201,6 +284,8 @@ class JobExit:
     cpu_time: int
     wall_time: int
     memory: int
+    cached: bool = False
+    """The compile stage came from the compile cache (see ``StageResult.cached``)."""
 
 
 @attrs.frozen

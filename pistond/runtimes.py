@@ -63,6 +63,12 @@ class Runtime:
         factory=dict, converter=_frozen_limits, hash=False
     )
     """The package's (or provides entry's) ``limit_overrides``."""
+    identity: str | None = None
+    """A digest of the installed build (install stamp, package files): it changes with every
+    reinstall or rebuild. The compile cache keys on it; None: never compile-cached."""
+    compile_scratch: tuple[str, ...] = ()
+    """Patterns of what the compile leaves in the box that the run does not need (left out of
+    compile cache entries): a pattern without ``/`` matches names at any depth."""
 
     def info(self) -> RuntimeInfo:
         """The ``runtimes`` entry of this runtime."""

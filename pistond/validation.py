@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from pistond.config import REQUEST_LIMIT_KEYS
 from pistond.errors import InvalidParams
-from pistond.models import ExecuteRequest, SourceFile
+from pistond.models import Comparison, ExecuteRequest, SourceFile, TestCase
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -35,9 +35,15 @@ FIELDS: Final = frozenset(
         "compile_memory_limit",
         "run_memory_limit",
         "output_max_size",
+        "compile_cache",
+        "tests",
+        "compare",
     }
 )
 FILE_FIELDS: Final = frozenset({"name", "content", "encoding"})
+TEST_FIELDS: Final = frozenset({"name", "stdin", "args", "expected_output"})
+DEFAULT_MAX_TESTS: Final = 64
+MAX_TEST_NAME_LENGTH: Final = 256
 ENCODINGS: Final = ("utf8", "base64", "hex")
 MAX_FILES: Final = 1000
 MAX_NAME_LENGTH: Final = 1024
@@ -63,6 +69,7 @@ def validate_execute(
     *,
     resolve: Callable[[str, str], RuntimeT],
     runtime_limits: Callable[[RuntimeT], Limits],
+    max_tests: int = DEFAULT_MAX_TESTS,
 ) -> tuple[ExecuteRequest, RuntimeT, Limits]:
     """Check ``execute`` params and resolve the runtime and its limits.
 
@@ -70,6 +77,7 @@ def validate_execute(
         params: the request's named fields.
         resolve: language and version range to runtime; raises RuntimeUnknown.
         runtime_limits: the resolved caps of a runtime (config, package, overrides).
+        max_tests: how many ``tests`` a request may carry (``PISTON_MAX_TESTS``); 0: none.
 
     Returns:
         The request, its runtime and its caps.
@@ -91,14 +99,19 @@ def validate_execute(
         raise InvalidParams("files must include at least one utf8 encoded file")
     caps = runtime_limits(runtime)
     limits = {name: _check_limit(params, name, caps) for name in REQUEST_LIMIT_KEYS}
+    stdin = _stdin(params.get("stdin"), "stdin")
+    args = _args(params.get("args"), "args")
     request = ExecuteRequest(
         language=language,
         version=version,
         files=files,
         main=_main_file(params.get("main"), files, any_file=runtime.language == "file"),
-        stdin=_stdin(params.get("stdin")),
-        args=_args(params.get("args")),
+        stdin=stdin,
+        args=args,
         limits={name: value for name, value in limits.items() if value is not None},
+        compile_cache=_flag(params.get("compile_cache"), "compile_cache", default=True),
+        tests=_tests(params.get("tests"), stdin=stdin, args=args, max_tests=max_tests),
+        compare=_comparison(params.get("compare")),
     )
     return request, runtime, caps
 
@@ -227,31 +240,96 @@ def _main_file(main: object, files: tuple[SourceFile, ...], *, any_file: bool) -
     return main
 
 
-def _stdin(stdin: object) -> bytes:
+def _stdin(stdin: object, field: str) -> bytes:
     if stdin is None:
         return b""
     if isinstance(stdin, bytes):
         return stdin
     if isinstance(stdin, str):
         return stdin.encode("utf-8", errors="surrogatepass")
-    raise InvalidParams("stdin must be a string")
+    raise InvalidParams(f"{field} must be a string")
 
 
-def _args(args: object) -> tuple[str, ...]:
+def _args(args: object, field: str) -> tuple[str, ...]:
     if args is None:
         return ()
     if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
-        raise InvalidParams("args must be an array of strings")
+        raise InvalidParams(f"{field} must be an array of strings")
     if len(args) > MAX_ARGS:
-        raise InvalidParams(f"args cannot hold more than {MAX_ARGS} arguments")
+        raise InvalidParams(f"{field} cannot hold more than {MAX_ARGS} arguments")
     total = 0
     for index, arg in enumerate(args):
         size = len(arg.encode("utf-8", errors="surrogatepass"))
         if "\0" in arg:
-            raise InvalidParams(f"args[{index}] cannot contain NUL bytes")
+            raise InvalidParams(f"{field}[{index}] cannot contain NUL bytes")
         if size > MAX_ARG_LENGTH:
-            raise InvalidParams(f"args[{index}] is longer than {MAX_ARG_LENGTH} bytes")
+            raise InvalidParams(f"{field}[{index}] is longer than {MAX_ARG_LENGTH} bytes")
         total += size + 1
     if total > MAX_ARGS_TOTAL:
-        raise InvalidParams(f"args are longer than {MAX_ARGS_TOTAL} bytes in all")
+        raise InvalidParams(f"{field} are longer than {MAX_ARGS_TOTAL} bytes in all")
     return tuple(args)
+
+
+def _flag(value: object, field: str, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidParams(f"{field} must be a boolean")
+    return value
+
+
+def _comparison(value: object) -> Comparison:
+    if value is None:
+        return Comparison.EXACT
+    names = ", ".join(member.value for member in Comparison)
+    if not isinstance(value, str):
+        raise InvalidParams(f"compare must be one of {names}")
+    try:
+        return Comparison(value)
+    except ValueError:
+        raise InvalidParams(f"compare must be one of {names}") from None
+
+
+def _tests(
+    raw: object, *, stdin: bytes, args: tuple[str, ...], max_tests: int
+) -> tuple[TestCase, ...] | None:
+    """The request's ``tests``; each test's stdin and args default to the request's."""
+    if raw is None:
+        return None
+    if max_tests == 0:
+        raise InvalidParams("tests are not accepted by this daemon")
+    if not isinstance(raw, list):
+        raise InvalidParams("tests must be an array of tests")
+    if not raw:
+        raise InvalidParams("tests must hold at least one test")
+    if len(raw) > max_tests:
+        raise InvalidParams(f"tests cannot hold more than {max_tests} tests")
+    tests: list[TestCase] = []
+    for index, test in enumerate(raw):
+        where = f"tests[{index}]"
+        if not isinstance(test, dict):
+            raise InvalidParams(f"{where} must be a map")
+        extra = sorted(set(test) - TEST_FIELDS, key=str)
+        if extra:
+            raise InvalidParams(f"{where} has an unknown field {extra[0]!r}")
+        name = test.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidParams(f"{where}.name must be a string")
+        if name is not None and len(name) > MAX_TEST_NAME_LENGTH:
+            raise InvalidParams(f"{where}.name is longer than {MAX_TEST_NAME_LENGTH} characters")
+        expected = test.get("expected_output")
+        if isinstance(expected, bytes):
+            expected = expected.decode("utf-8", errors="replace")
+        elif expected is not None and not isinstance(expected, str):
+            raise InvalidParams(f"{where}.expected_output must be a string")
+        tests.append(
+            TestCase(
+                name=name,
+                stdin=stdin
+                if test.get("stdin") is None
+                else _stdin(test["stdin"], f"{where}.stdin"),
+                args=args if test.get("args") is None else _args(test["args"], f"{where}.args"),
+                expected_output=expected,
+            )
+        )
+    return tuple(tests)

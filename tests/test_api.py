@@ -85,10 +85,21 @@ async def test_api_ping() -> None:
 
 
 async def test_api_status_shape() -> None:
-    """status reports uptime, job counters, sandbox and configured limits."""
+    """status reports uptime, job counters, sandbox, configured limits and the compile cache."""
     async with open_memory_rpc(make_api(FakeSandbox())) as client:
         status = await client.call("status")
-    assert set(status) == {"version", "uptime", "jobs", "sandbox", "limits"}
+    assert set(status) == {"version", "uptime", "jobs", "sandbox", "limits", "compile_cache"}
+    assert status["compile_cache"] == {
+        "enabled": False,
+        "max_bytes": 0,
+        "bytes": 0,
+        "entries": 0,
+        "hits": 0,
+        "misses": 0,
+        "stores": 0,
+        "evictions": 0,
+        "corrupt": 0,
+    }
     assert status["jobs"] == {"running": 0, "queued": 0, "completed": 0, "failed": 0}
     assert status["sandbox"] == {"cgroup": "hybrid", "seccomp": True, "network": False}
     assert status["limits"]["run_timeout"] == 3000
@@ -129,7 +140,9 @@ async def test_api_execute_result_shape() -> None:
         "cpu_time": 1,
         "wall_time": 2,
         "memory": 1_000_000,
+        "cached": False,
     }
+    assert result["tests"] is None
 
 
 async def test_api_unknown_method_and_runtime() -> None:

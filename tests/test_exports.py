@@ -19,7 +19,7 @@ PUBLIC = {
         "InvalidRequest", "JobNotFound", "MethodNotFound", "Overloaded", "PackageError",
         "PackageNotFound", "PistondError", "RuntimeUnknown", "hookimpl", "JobResult",
         "RuntimeInfo", "StageName", "StageResult", "StageStatus", "Runtime", "RootView", "Bind",
-        "DaemonConfig",
+        "DaemonConfig", "TestResult", "Verdict",
     },
     pistond.testing: {
         "check_runtime", "DaemonProcess", "FakeSandbox", "FakeStage", "stage_result",

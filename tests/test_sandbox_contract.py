@@ -19,6 +19,7 @@ from pistond.config import DaemonConfig
 from pistond.errors import SandboxError
 from pistond.models import SourceFile, StageStatus
 from pistond.sandbox import RootView, StageLimits, StageSpec, launch
+from pistond.sandbox.hostfs import EntryKind, TreeTooLarge
 from pistond.sandbox.service import open_sandbox
 from pistond.testing import FakeSandbox, FakeStage
 
@@ -111,3 +112,23 @@ async def test_contract_killed_stage_is_sg_sigkill(sandbox: SandboxLike) -> None
             with trio.fail_after(10):
                 result = await stage.wait()
     assert (result.status, result.signal) == (StageStatus.SIGNALED, "SIGKILL")
+
+
+async def test_contract_box_contents_copy_into_a_fresh_box(sandbox: SandboxLike) -> None:
+    """What a box holds reads back (bounded) and fills a fresh box of the slot alike."""
+    files = [SourceFile("main.c", b"int main(){}", True), SourceFile("lib/util.h", b"#x", True)]
+    async with sandbox.open_box(0) as box:
+        box.write_files(files)
+        with pytest.raises(TreeTooLarge):
+            box.read_submission(max_entries=2, max_bytes=1 << 20)
+        tree = box.read_submission(max_entries=10, max_bytes=1 << 20)
+    assert [(entry.path, entry.kind, entry.content) for entry in tree.entries] == [
+        ("lib", EntryKind.DIRECTORY, b""),
+        ("lib/util.h", EntryKind.FILE, b"#x"),
+        ("main.c", EntryKind.FILE, b"int main(){}"),
+    ]
+    async with sandbox.open_box(0) as fresh:
+        fresh.write_submission(tree)
+        assert fresh.read_submission(max_entries=10, max_bytes=1 << 20).entries == tree.entries
+        with pytest.raises(SandboxError):
+            fresh.write_files(files[:1])

@@ -10,6 +10,7 @@ import pytest
 from pistond.config import load_config
 from pistond.errors import InvalidParams, RuntimeUnknown
 from pistond.limits import runtime_limits
+from pistond.models import Comparison
 from pistond.validation import check_file_name, validate_execute
 
 CONFIG = load_config({"PISTON_RUN_MEMORY_LIMIT": "100000000"})
@@ -240,3 +241,60 @@ def test_validation_file_language_takes_any_file() -> None:
     }
     request, _, _ = validate(params)
     assert request.main == "file0.code"
+
+
+def test_validation_tests_default_to_the_requests_stdin_and_args() -> None:
+    """Each test's stdin and args default to the request's; name and expected_output are kept."""
+    request, _, _ = validate(
+        body(
+            stdin="all",
+            args=["x"],
+            tests=[
+                {"name": "a", "stdin": "1\n", "expected_output": "2\n"},
+                {"args": ["y"], "stdin": None},
+                {"expected_output": b"bytes"},
+            ],
+        )
+    )
+    assert [(test.name, test.stdin, test.args, test.expected_output) for test in request.tests] == [
+        ("a", b"1\n", ("x",), "2\n"),
+        (None, b"all", ("y",), None),
+        (None, b"all", ("x",), "bytes"),
+    ]
+    assert request.compile_cache is True
+    assert request.compare is Comparison.EXACT
+    plain, _, _ = validate(body())
+    assert plain.tests is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"tests": {}}, "tests must be an array of tests"),
+        ({"tests": []}, "tests must hold at least one test"),
+        ({"tests": [{}] * 65}, "tests cannot hold more than 64 tests"),
+        ({"tests": [5]}, "tests[0] must be a map"),
+        ({"tests": [{}, {"stdout": "x"}]}, "tests[1] has an unknown field 'stdout'"),
+        ({"tests": [{"name": 1}]}, "tests[0].name must be a string"),
+        ({"tests": [{"name": "n" * 257}]}, "tests[0].name is longer than 256 characters"),
+        ({"tests": [{"stdin": 1}]}, "tests[0].stdin must be a string"),
+        ({"tests": [{"args": "a"}]}, "tests[0].args must be an array of strings"),
+        ({"tests": [{"args": ["a\0"]}]}, "tests[0].args[0] cannot contain NUL bytes"),
+        ({"tests": [{"expected_output": 3}]}, "tests[0].expected_output must be a string"),
+        ({"compile_cache": "no"}, "compile_cache must be a boolean"),
+        ({"compare": "fuzzy"}, "compare must be one of exact, trailing_whitespace"),
+        ({"compare": 1}, "compare must be one of exact, trailing_whitespace"),
+    ],
+)
+def test_validation_tests_compile_cache_and_compare_errors(
+    extra: dict[str, Any], expected: str
+) -> None:
+    """Malformed tests, compile_cache and compare are invalid_params naming the field."""
+    assert message(body(**extra)) == expected
+
+
+def test_validation_compile_cache_opt_out_and_compare() -> None:
+    """compile_cache false and compare trailing_whitespace are taken as given."""
+    request, _, _ = validate(body(compile_cache=False, compare="trailing_whitespace"))
+    assert request.compile_cache is False
+    assert request.compare is Comparison.TRAILING_WHITESPACE

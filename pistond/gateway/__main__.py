@@ -6,6 +6,10 @@ serving (:mod:`pistond.gateway.privileges`), unless given ``--allow-root`` or
 ``PISTON_MAX_BODY_SIZE`` (bytes, default 1 MiB), ``PISTON_GATEWAY_USER``,
 ``PISTON_GATEWAY_ALLOW_ROOT`` and the ``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
 The listening socket is opened before the drop, so a privileged port works.
+
+Beside the HTTP server runs the submission service (:mod:`pistond.submissions`): its database
+(SQLite in ``PISTON_GATEWAY_DATA_DIRECTORY``, or ``PISTON_DATABASE_URL``), its workers and its
+callbacks. Started as root, the gateway creates that directory for its user before the drop.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from pistond.config import DaemonConfig, load_config
+from pistond.config import DaemonConfig, load_config, resolve_socket_group
 from pistond.errors import ConfigError
 from pistond.gateway.app import GatewaySettings, create_app
-from pistond.gateway.privileges import become_gateway_user
+from pistond.gateway.daemon_socket import DaemonSocket
+from pistond.gateway.privileges import become_gateway_user, resolve_identity
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.gateway.stream import ConnectionLimits
 from pistond.rpc.descriptors import lift_open_files_limit
+from pistond.submissions.service import SubmissionService, SubmissionSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from pistond.gateway.privileges import Identity
 
 logger = logging.getLogger("pistond.gateway")
 
@@ -98,6 +106,42 @@ async def _wait_for_signal() -> None:
             return
 
 
+def prepare_data_directory(directory: Path, identity: Identity) -> None:
+    """Create the gateway's data directory (mode 0700) for ``identity``, as root, before the
+    drop; an existing directory is left as it is. Failing is not fatal: the submission service
+    reports why it cannot open its database."""
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        logger.warning("cannot create %s: %s", directory, exc.strerror or exc)
+        return
+    os.chown(directory, identity.uid, identity.gid, follow_symlinks=False)
+
+
+async def serve_with_submissions(
+    app: object,
+    listeners: list[trio.SocketListener],
+    server: ServerSettings,
+    submissions: SubmissionService,
+) -> None:
+    """Serve HTTP and run the submission service; on SIGTERM both stop within the grace.
+
+    Running submissions get the same grace as open requests, then go back to the queue.
+    """
+    async with trio.open_nursery() as nursery:
+        await nursery.start(submissions.serve)
+
+        async def shutdown_trigger() -> None:
+            await _wait_for_signal()
+            nursery.start_soon(submissions.drain, SHUTDOWN_GRACE)
+
+        await serve_gateway(app, listeners, server, shutdown_trigger=shutdown_trigger)
+        await submissions.drain(SHUTDOWN_GRACE)
+        nursery.cancel_scope.cancel()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the gateway until SIGTERM or SIGINT; return the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -120,24 +164,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pistond-gateway: cannot listen on {config.bind_address}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     lift_open_files_limit(open_files_needed(config.gateway_max_connections))
+    submissions = SubmissionService(
+        SubmissionSettings.from_config(config), DaemonSocket(config.socket)
+    )
     if os.geteuid() == 0 and not allow_root:
         try:
+            if not config.database_url:
+                target = resolve_identity(config.gateway_user, resolve_socket_group(config))
+                prepare_data_directory(config.gateway_data_directory, target)
             identity = become_gateway_user(config)
         except (ConfigError, OSError) as exc:
             print(f"pistond-gateway: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         logger.info("serving as %s (uid %d, gid %d)", identity.user, identity.uid, identity.gid)
-    app = create_app(settings)
+    app = create_app(settings, submissions=submissions)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
-    trio.run(
-        partial(
-            serve_gateway,
-            app,
-            listeners,
-            server_settings(config),
-            shutdown_trigger=_wait_for_signal,
-        )
-    )
+    trio.run(partial(serve_with_submissions, app, listeners, server_settings(config), submissions))
     return 0
 
 

@@ -37,10 +37,11 @@ from pistond.gateway.errors import (
     unavailable,
 )
 from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
-from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware
+from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware, compile_cache_metrics
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 from pistond.gateway.playground.page import Playground
 from pistond.semver import max_satisfying
+from pistond.submissions.routes import SubmissionRoutes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.routing import BaseRoute
 
+    from pistond.models import JobResult
+    from pistond.submissions.service import SubmissionService
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -56,6 +60,10 @@ T = TypeVar("T")
 DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
 _STATUS_TEXT: Final = {404: "Not Found", 405: "Method Not Allowed"}
+COMPILE_CACHE_HEADER: Final = "Pistond-Compile-Cache"
+"""Says whether an execute answer's compile stage came from the daemon's compile cache."""
+METRICS_STATUS_TIMEOUT: Final = 2.0
+"""Seconds /metrics waits for the daemon's status."""
 
 
 @attrs.frozen
@@ -72,6 +80,14 @@ class GatewaySettings:
     """WebSocket sessions open at once; more get 503. 0: no cap."""
     max_jobs_per_client: int = 16
     """Jobs (executes and WebSocket sessions) one client may have at once; more get 429. 0: none."""
+
+
+def compile_cache_header(result: JobResult) -> dict[str, str]:
+    """``Pistond-Compile-Cache: hit`` (or ``miss``) for an answer with a compile stage: Piston's
+    JSON has no place for it."""
+    if result.compile is None:
+        return {}
+    return {COMPILE_CACHE_HEADER: "hit" if result.compile.cached else "miss"}
 
 
 def message(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -144,6 +160,8 @@ class Gateway:
     metrics: GatewayMetrics
     jobs: Places
     """Jobs in progress, per client (executes and WebSocket sessions)."""
+    submissions: bool = False
+    """Whether the submission routes are served (and described in the OpenAPI document)."""
 
     async def json_body(self, request: Request) -> object:
         """The request's JSON body (see :func:`parse_json`)."""
@@ -222,7 +240,7 @@ class Gateway:
             raise
         answer = v2.job_result(result)
         self.metrics.job_finished(answer["run"]["status"] if "run" in answer else None)
-        return JSONResponse(answer)
+        return JSONResponse(answer, headers=compile_cache_header(result))
 
     async def packages(self, request: Request) -> Response:
         """``GET``, ``POST`` and ``DELETE /api/v2/packages``."""
@@ -280,13 +298,19 @@ class Gateway:
 
     async def openapi(self, request: Request) -> Response:
         """``GET /api/v2/openapi.json``."""
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(submissions=self.submissions))
 
     async def prometheus(self, request: Request) -> Response:
-        """``GET /metrics`` in Prometheus' text format."""
-        return Response(
-            generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST.split(";")[0]
-        )
+        """``GET /metrics`` in Prometheus' text format: the gateway's collectors, then the
+        daemon's compile cache counters (from its ``status``; left out when it is down)."""
+        text = generate_latest(self.metrics.registry)
+        try:
+            with trio.fail_after(METRICS_STATUS_TIMEOUT):
+                status = await self.daemon.run(PistonClient.status)
+            text += compile_cache_metrics(status.compile_cache)
+        except (DaemonUnavailable, PistondError, trio.TooSlowError):
+            logger.debug("daemon status unavailable for /metrics")
+        return Response(text, media_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 async def _cancel_on_disconnect(request: Request, scope: trio.CancelScope) -> None:
@@ -329,6 +353,7 @@ def create_app(
     settings: GatewaySettings,
     metrics: GatewayMetrics | None = None,
     playground: Playground | None = None,
+    submissions: SubmissionService | None = None,
 ) -> MetricsMiddleware:
     """Build the gateway's ASGI app.
 
@@ -336,13 +361,17 @@ def create_app(
         settings: the daemon socket, body limit and WebSocket init timeout.
         metrics: collectors to record into; a fresh registry by default.
         playground: the playground's files; the installed ones by default.
+        submissions: the submission service whose routes to serve under
+            ``/api/v2/submissions``; none by default.
 
     Returns:
         The ASGI application (Starlette behind the metrics middleware).
     """
     metrics = metrics or GatewayMetrics()
     jobs = Places("jobs", per_client=settings.max_jobs_per_client)
-    gateway = Gateway(settings, DaemonSocket(settings.socket), metrics, jobs)
+    gateway = Gateway(
+        settings, DaemonSocket(settings.socket), metrics, jobs, submissions=submissions is not None
+    )
     connect = ConnectHandler(
         gateway.daemon,
         metrics,
@@ -368,6 +397,8 @@ def create_app(
         routes.append(Route(path, _handled(gateway.openapi), methods=["GET"]))
     for path in _both("/api/v2/connect"):
         routes.append(WebSocketRoute(path, connect.session))
+    if submissions is not None:
+        routes += SubmissionRoutes(submissions, gateway.daemon, gateway.json_body).routes(_handled)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},

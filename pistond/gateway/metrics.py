@@ -6,10 +6,15 @@ import time
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from pistond.models import CompileCacheStats
 
 ROUTES: Final = frozenset(
     {
@@ -105,3 +110,46 @@ class MetricsMiddleware:
                 method = "other"
             self.metrics.requests.labels(route=route, method=method, code=code).inc()
             self.metrics.latency.labels(route=route).observe(time.monotonic() - started)
+
+
+_CACHE_COUNTERS: Final = (
+    ("hits", "Compile stages served from the daemon's compile cache."),
+    ("misses", "Compile stages run that the compile cache could have served."),
+    ("stores", "Compile cache entries written."),
+    ("evictions", "Compile cache entries evicted to keep its size bound."),
+    ("corrupt", "Compile cache entries dropped because their hash check failed."),
+)
+_CACHE_GAUGES: Final = (
+    ("bytes", "Bytes the compile cache's entries take."),
+    ("entries", "Entries in the compile cache."),
+    ("max_bytes", "The compile cache's size bound (PISTON_COMPILE_CACHE_SIZE)."),
+    ("enabled", "1 when the daemon's compile cache is on."),
+)
+
+
+@attrs.frozen(eq=False)
+class _Families:
+    """A collector that yields metric families read once (the daemon's status)."""
+
+    families: tuple[Metric, ...]
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def compile_cache_metrics(stats: CompileCacheStats | None) -> bytes:
+    """The daemon's compile cache counters (``status.compile_cache``) in Prometheus' text
+    format, as ``pistond_compile_cache_*``; nothing for a daemon without them."""
+    if stats is None:
+        return b""
+    families: list[Metric] = [
+        CounterMetricFamily(f"pistond_compile_cache_{name}", text, value=getattr(stats, name))
+        for name, text in _CACHE_COUNTERS
+    ]
+    families += [
+        GaugeMetricFamily(f"pistond_compile_cache_{name}", text, value=int(getattr(stats, name)))
+        for name, text in _CACHE_GAUGES
+    ]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(tuple(families)))
+    return generate_latest(registry)

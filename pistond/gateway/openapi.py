@@ -53,7 +53,7 @@ _STAGE: Final = {
     },
 }  # fmt: skip
 
-_EXECUTE: Final = {
+_EXECUTE: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["language", "version", "files"],
     "properties": {
@@ -97,8 +97,17 @@ _PACKAGE_REQUEST: Final = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document, as a fresh JSON-ready dict."""
+def openapi_document(*, submissions: bool = False) -> dict[str, Any]:
+    """The OpenAPI document, as a fresh JSON-ready dict; with the ``/api/v2/submissions``
+    routes when the gateway serves them."""
+    document = _piston_document()
+    if submissions:
+        document["paths"].update(submission_paths())
+        document["components"]["schemas"].update(submission_schemas())
+    return document
+
+
+def _piston_document() -> dict[str, Any]:
     package_body = {"required": True, "content": {"application/json": {"schema": _PACKAGE_REQUEST}}}
     package_answers = {
         "200": _json(_ref("PackageResult"), "Done"),
@@ -215,3 +224,166 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+
+
+_SUBMISSION_ERRORS: Final = {
+    key: value for key, value in _ERRORS.items() if key in ("400", "408", "413", "415", "503")
+}
+_NULLABLE_SUBMISSION: Final = {"allOf": [_ref("Submission")], "nullable": True}
+
+
+def submission_paths() -> dict[str, Any]:
+    """The paths of asynchronous submissions (pistond's addition)."""
+    created = {"Location": {"description": "the submission's URL", "schema": {"type": "string"}}}
+    return {
+        "/api/v2/submissions": {
+            "post": {
+                "operationId": "submit",
+                "description": "Store a submission and answer with its token at once (or, with "
+                "wait=true, once it is done or after the server's longest wait).",
+                "parameters": [
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SubmissionRequest")}},
+                },
+                "responses": {
+                    "201": {
+                        **_json(_ref("Submission"), "Stored (and, with wait, maybe done)"),
+                        "headers": created,
+                    },
+                    **_SUBMISSION_ERRORS,
+                },
+            }
+        },
+        "/api/v2/submissions/batch": {
+            "post": {
+                "operationId": "submitBatch",
+                "description": "Store many submissions, all or none; their tokens in order.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SubmissionBatch")}},
+                },
+                "responses": {
+                    "201": _json({"type": "array", "items": _ref("Submission")}, "Stored"),
+                    **_SUBMISSION_ERRORS,
+                },
+            },
+            "get": {
+                "operationId": "readBatch",
+                "parameters": [
+                    {
+                        "name": "tokens",
+                        "in": "query",
+                        "required": True,
+                        "description": "comma-separated tokens",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {"type": "array", "items": _NULLABLE_SUBMISSION},
+                        "The submissions, null for unknown tokens",
+                    ),
+                    "400": _ERRORS["400"],
+                    "503": _ERRORS["503"],
+                },
+            },
+        },
+        "/api/v2/submissions/{token}": {
+            "get": {
+                "operationId": "readSubmission",
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(_ref("Submission"), "The submission"),
+                    "404": _json(_MESSAGE, "No submission has this token"),
+                    "503": _ERRORS["503"],
+                },
+            }
+        },
+    }
+
+
+def submission_schemas() -> dict[str, Any]:
+    """The component schemas of the submission paths."""
+    request = {
+        **_EXECUTE,
+        "properties": {
+            **_EXECUTE["properties"],
+            "callback_url": {
+                "type": "string",
+                "description": "http(s) URL that receives the submission by POST when done; "
+                "only addresses the server allows (PISTON_CALLBACK_ALLOW)",
+            },
+        },
+    }
+    time = {"type": "string", "format": "date-time", "nullable": True}
+    return {
+        "SubmissionRequest": request,
+        "SubmissionBatch": {
+            "type": "object",
+            "required": ["submissions"],
+            "properties": {
+                "submissions": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _ref("SubmissionRequest"),
+                }
+            },
+        },
+        "Submission": {
+            "type": "object",
+            "required": [
+                "token", "state", "created_at", "started_at", "finished_at", "result", "error",
+                "truncated", "callback",
+            ],
+            "properties": {
+                "token": {"type": "string", "description": "128 random bits, 32 hex digits"},
+                "state": {"type": "string", "enum": ["queued", "running", "done"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "started_at": time,
+                "finished_at": time,
+                "result": {
+                    "allOf": [_ref("ExecuteResult")],
+                    "nullable": True,
+                    "description": "what /api/v2/execute would have answered, once done",
+                },
+                "error": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "why a done submission has no result",
+                    "required": ["status", "message"],
+                    "properties": {
+                        "status": {"type": "integer"},
+                        "message": {"type": "string"},
+                    },
+                },
+                "truncated": {
+                    "type": "boolean",
+                    "description": "output was cut to the stored result size",
+                },
+                "callback": {
+                    "type": "object",
+                    "nullable": True,
+                    "required": ["url", "state", "attempts", "error"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "state": {
+                            "type": "string",
+                            "enum": ["pending", "delivered", "failed", "refused"],
+                        },
+                        "attempts": {"type": "integer"},
+                        "error": {"type": "string", "nullable": True},
+                    },
+                },
+            },
+        },
+    }  # fmt: skip

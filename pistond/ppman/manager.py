@@ -82,6 +82,9 @@ class PackageManager:
         self.indexes = IndexCache()
         self._locks: dict[str, trio.Lock] = {}
         self._host_versions: dict[tuple[str, ...], str | None] = {}
+        self.uninstalled: list[Callable[[str, str], None]] = []
+        """Called with the package and version after each uninstall (the compile cache drops
+        the package's entries)."""
 
     @property
     def packages_directory(self) -> Path:
@@ -258,6 +261,8 @@ class PackageManager:
         async with self._lock(chosen.language):
             layout = PackageLayout.of(self.packages_directory, chosen.language, chosen.version)
             await trio.to_thread.run_sync(installing.uninstall, self.packages_directory, layout)
+        for hook in self.uninstalled:
+            hook(chosen.language, chosen.version)
         return chosen.language, chosen.version
 
     async def ensure_host_runtimes(

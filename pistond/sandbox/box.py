@@ -1,7 +1,9 @@
 """Box storage: each job's private, size- and inode-limited tmpfs under ``<data>/boxes/<slot>``.
 
 A box is mounted when a job takes its slot and torn down when the job ends by one lazy
-unmount: the daemon never walks what the job created. The slot's mount point, an empty
+unmount: teardown never walks what the job created (the compile cache and test runs read a box
+after its compile only with :func:`hostfs.read_tree`: beneath the box fd, bounded, no link
+followed). The slot's mount point, an empty
 directory of root's, stays for the slot's next job (making and removing it per job cost more
 than the mount itself); the next daemon start removes them all.
 The box root (``/box`` in the sandbox) belongs to root, mode 0755; the job writes in
@@ -24,7 +26,7 @@ from pistond.errors import SandboxError
 from pistond.sandbox import hostfs, libc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from pathlib import Path
 
     from pistond.config import DaemonConfig
@@ -79,6 +81,39 @@ class BoxMount:
                 hostfs.write_new_file(
                     submission, file.name, file.content, uid=self.uid, gid=self.uid
                 )
+
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> hostfs.BoxTree:
+        """What ``submission/`` holds now, read without following links (see
+        :func:`hostfs.read_tree`); call only while no stage runs.
+
+        Raises:
+            TreeTooLarge: it holds more than the bounds allow.
+            OSError: it could not be read.
+        """
+        with hostfs.opened_fd(
+            hostfs.open_beneath(self._root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+        ) as submission:
+            return hostfs.read_tree(
+                submission, max_entries=max_entries, max_bytes=max_bytes, skip=skip
+            )
+
+    def write_submission(self, tree: hostfs.BoxTree) -> None:
+        """Fill the empty ``submission/`` with ``tree``, owned by the box uid; call before any
+        stage, instead of :meth:`write_files`.
+
+        Raises:
+            SandboxError: an entry could not be made.
+        """
+        with hostfs.opened_fd(
+            hostfs.open_beneath(self._root_fd, (SUBMISSION,), os.O_RDONLY | os.O_DIRECTORY)
+        ) as submission:
+            hostfs.write_tree(submission, tree, uid=self.uid, gid=self.uid)
 
 
 def _mount_options(config: DaemonConfig) -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from pistond.models import SandboxInfo, SourceFile, StageResult
+    from pistond.sandbox.hostfs import BoxTree
     from pistond.sandbox.spec import StageSpec
 
 StreamName = Literal["stdout", "stderr"]
@@ -63,6 +64,18 @@ class BoxLike(Protocol):
 
     def write_files(self, files: Sequence[SourceFile]) -> None:
         """Write the submitted files into the box."""
+
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> BoxTree:
+        """What the job's directory holds now (between stages), bounded."""
+
+    def write_submission(self, tree: BoxTree) -> None:
+        """Fill the job's empty directory with ``tree``, instead of the submitted files."""
 
     def open_stage(
         self,

@@ -39,11 +39,12 @@ from pistond.sandbox.supervise import SupervisedStage as Stage
 from pistond.sandbox.supervise import open_supervised_stage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from pistond.config import DaemonConfig
     from pistond.models import SourceFile, StageResult
     from pistond.sandbox.contract import Admission
+    from pistond.sandbox.hostfs import BoxTree
 
 __all__ = ["Box", "Sandbox", "Stage", "jobs_group_name", "open_sandbox"]
 
@@ -85,6 +86,32 @@ class Box:
             SandboxError: a name is invalid, a file exists already, or the box is full.
         """
         self._storage.write_files(files)
+
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> BoxTree:
+        """What the job's directory holds now, read symlink-safely and bounded; call between
+        stages (:meth:`BoxMount.read_submission`).
+
+        Raises:
+            TreeTooLarge: it holds more than the bounds allow.
+            OSError: it could not be read.
+        """
+        return self._storage.read_submission(
+            max_entries=max_entries, max_bytes=max_bytes, skip=skip
+        )
+
+    def write_submission(self, tree: BoxTree) -> None:
+        """Fill the job's empty directory with ``tree`` (instead of :meth:`write_files`).
+
+        Raises:
+            SandboxError: an entry could not be made.
+        """
+        self._storage.write_submission(tree)
 
     @asynccontextmanager
     async def open_stage(
@@ -196,6 +223,11 @@ class Sandbox:
         else:
             group.reset(wanted)
         return group
+
+    def forget_roots(self) -> None:
+        """Forget prepared roots after a package change (uninstall): the next stages get
+        roots built from the packages as they are now."""
+        self.spawner.forget_roots()
 
     def remove_groups(self) -> None:
         """Remove every stage group (the daemon is stopping; none is in use)."""

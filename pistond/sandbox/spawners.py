@@ -62,6 +62,9 @@ class Spawner(Protocol):
     ) -> SandboxProcessLike:
         """Start ``request`` with the given stdio descriptors (the caller keeps them)."""
 
+    def forget_roots(self) -> None:
+        """Drop the roots prepared ahead, so stages started from now on see package changes."""
+
     def close(self) -> None:
         """Release what the spawner holds besides its process (which its owner stops)."""
 
@@ -82,6 +85,10 @@ class ForkServerSpawner:
     ) -> SandboxProcessLike:
         """Have the fork server start ``request.spec`` (it joins the group by path)."""
         return await self.fork_server.spawn(request.spec, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    def forget_roots(self) -> None:
+        """Nothing to drop here: each root the fork server prepares ahead serves one sandbox
+        and expires within its short maximum age."""
 
     def close(self) -> None:
         """Nothing to release: the fork server's owner stops it."""
@@ -136,6 +143,10 @@ class LauncherSpawner:
         if netns >= 0:
             process.on_closed = partial(self.network.release, request.slot, netns)
         return process
+
+    def forget_roots(self) -> None:
+        """Drop every template (a package was uninstalled: a template binds its directory)."""
+        self.templates.forget()
 
     def close(self) -> None:
         """Drop the templates and network namespaces (the launcher's owner stops it)."""

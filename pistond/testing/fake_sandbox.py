@@ -27,10 +27,10 @@ import trio
 
 from pistond.errors import SandboxError
 from pistond.models import SandboxInfo, StageResult, StageStatus
-from pistond.sandbox.hostfs import split_name
+from pistond.sandbox.hostfs import BoxTree, EntryKind, TreeEntry, TreeTooLarge, split_name
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from pistond.models import SourceFile
     from pistond.sandbox.contract import Admission, SandboxLike
@@ -83,6 +83,8 @@ class FakeStage:
     """Interactive: stdin is echoed on stdout; the stage ends when stdin is closed."""
     error: str | None = None
     """When set, opening the stage raises SandboxError with this message."""
+    writes: Mapping[str, bytes] = attrs.field(factory=dict)
+    """Files the stage leaves in the box (path to content), as a compile leaves its output."""
 
 
 @attrs.define
@@ -207,6 +209,40 @@ class FakeBox:
                 raise SandboxError(f"cannot write file {file.name!r}: already exists")
             self.files[key] = file.content
 
+    def read_submission(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        skip: Callable[[str, bool], bool] | None = None,
+    ) -> BoxTree:
+        """The recorded files (mode 0644) and their parent directories, as the real box
+        reads them, with the same bounds."""
+        entries: list[TreeEntry] = []
+        directories: set[str] = set()
+        for path in sorted(self.files):
+            parts = path.split("/")
+            parents = ["/".join(parts[:depth]) for depth in range(1, len(parts))]
+            if any(skip is not None and skip(parent, True) for parent in parents):
+                continue
+            if skip is not None and skip(path, False):
+                continue
+            for parent in parents:
+                if parent not in directories:
+                    directories.add(parent)
+                    entries.append(TreeEntry(parent, EntryKind.DIRECTORY, 0o755, 0))
+            entries.append(TreeEntry(path, EntryKind.FILE, 0o644, 0, self.files[path]))
+        tree = BoxTree(mode=0o700, entries=tuple(entries))
+        if len(entries) > max_entries or tree.size > max_bytes:
+            raise TreeTooLarge("the tree is larger than allowed")
+        return tree
+
+    def write_submission(self, tree: BoxTree) -> None:
+        """Record the tree's files, as :meth:`write_files` records submitted ones."""
+        for entry in tree.entries:
+            if entry.kind is not EntryKind.DIRECTORY:
+                self.files["/".join(split_name(entry.path))] = entry.content
+
     @asynccontextmanager
     async def open_stage(
         self,
@@ -223,6 +259,7 @@ class FakeBox:
         if plan.error is not None:
             await trio.lowlevel.checkpoint()
             raise SandboxError(plan.error)
+        self.files.update(plan.writes)
         send, receive = trio.open_memory_channel[tuple[StreamName, bytes]](math.inf)
         running = FakeRunningStage(
             call=call,

@@ -57,6 +57,9 @@ class PackageMetadata:
     limit_overrides: Mapping[str, int] = attrs.field(
         factory=dict, converter=_frozen_limits, hash=False
     )
+    compile_scratch: tuple[str, ...] = ()
+    """pistond extension: patterns of files the compile leaves that the run does not need
+    (kept out of compile cache entries); a pattern without ``/`` matches at any depth."""
 
     def languages(self) -> tuple[ProvidedLanguage, ...]:
         """The runtimes this package yields: its ``provides`` entries, or itself."""
@@ -82,6 +85,8 @@ class PackageMetadata:
             ]
         if self.limit_overrides:
             data["limit_overrides"] = dict(self.limit_overrides)
+        if self.compile_scratch:
+            data["compile_scratch"] = list(self.compile_scratch)
         return data
 
 
@@ -150,6 +155,7 @@ def metadata_from_json(data: object, *, source: str, version: str | None = None)
         aliases=_aliases(data.get("aliases", []), "aliases", fail),
         provides=tuple(provides),
         limit_overrides=_limits(data.get("limit_overrides", {}), "limit_overrides", fail),
+        compile_scratch=_patterns(data.get("compile_scratch", []), "compile_scratch", fail),
     )
 
 
@@ -162,6 +168,15 @@ def _name(value: object, field: str, fail: Any) -> str:
 def _aliases(value: object, field: str, fail: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise fail(f"{field} must be a list of strings")
+    return tuple(value)
+
+
+def _patterns(value: object, field: str, fail: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise fail(f"{field} must be a list of file name patterns")
+    for item in value:
+        if item.startswith("/") or "\0" in item or ".." in item.split("/"):
+            raise fail(f"{field} patterns are relative to the box and hold no '..'")
     return tuple(value)
 
 

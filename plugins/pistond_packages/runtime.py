@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from pistond.runtimes import Runtime
 from pistond.sandbox.spec import Bind, RootView
-from pistond_packages.layout import parse_env
+from pistond_packages.layout import ENV_FILE, MARKER, METADATA, PKG_INFO, parse_env
 
 if TYPE_CHECKING:
     from pistond_packages.layout import PackageLayout
@@ -36,6 +37,7 @@ def package_runtimes(layout: PackageLayout, metadata: PackageMetadata) -> list[R
     """
     compiled = (layout.directory / "compile").is_file()
     env = parse_env(layout.env_file.read_text(encoding="utf-8"))
+    identity = build_identity(layout)
     root = package_root(layout)
     package = metadata.language if metadata.provides else None
     return [
@@ -50,6 +52,26 @@ def package_runtimes(layout: PackageLayout, metadata: PackageMetadata) -> list[R
             run_argv=(BASH, f"{layout.piston_path}/run"),
             env=env,
             limit_overrides=entry.limit_overrides,
+            identity=identity,
+            compile_scratch=metadata.compile_scratch,
         )
         for entry in metadata.languages()
     ]
+
+
+IDENTITY_FILES = (MARKER, PKG_INFO, METADATA, "compile", ENV_FILE)
+"""What makes an installed build itself: its install stamp (rewritten by every install), what
+the build resolved, its metadata, compile script and environment."""
+
+
+def build_identity(layout: PackageLayout) -> str:
+    """A digest that changes whenever the package is reinstalled or rebuilt."""
+    digest = hashlib.sha256(f"{layout.package}\0{layout.version}\0".encode())
+    for name in IDENTITY_FILES:
+        try:
+            content = (layout.directory / name).read_bytes()
+        except FileNotFoundError:
+            content = b""
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
