@@ -199,10 +199,15 @@ def run(
     args: argparse.Namespace,
     *,
     allow_root: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
-    """Carry out ``pistond-gateway keys ...``; the exit status (0, 1: no such key, 2: error)."""
+    """Carry out ``pistond-gateway keys ...``; the exit status (0, 1: no such key, 2: error).
+
+    ``out`` and ``err`` default to the process's stdout and stderr at the time of the call.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
     store = args.store or ("file" if config.gateway_api_keys == "off" else config.gateway_api_keys)
     if config.gateway_api_keys == "off":
         print(
