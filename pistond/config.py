@@ -112,6 +112,49 @@ def _callback_allow(
             ) from None
 
 
+API_KEY_SOURCES: Final = ("off", "file", "database")
+"""Values of ``PISTON_GATEWAY_API_KEYS``: no keys, keys in a TOML file, keys in the database."""
+DEFAULT_API_KEYS_FILE: Final = "/etc/pistond/api-keys.toml"
+
+
+def _api_key_source(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in API_KEY_SOURCES:
+        raise _invalid(attribute, f"must be off, file or database, got {value!r}")
+
+
+def _networks(
+    _instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise _invalid(
+                attribute, f"entries are addresses or networks such as 10.0.0.0/8, got {entry!r}"
+            ) from None
+
+
+def _origins(
+    _instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+) -> None:
+    for entry in value:
+        if entry in ("*", "null"):
+            continue
+        parts = urllib.parse.urlsplit(entry)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+        ):
+            raise _invalid(
+                attribute,
+                f"entries are *, null or origins such as https://editor.example.com, got {entry!r}",
+            )
+
+
 def _default_bind_address() -> str:
     return "0.0.0.0:2000"
 
@@ -293,6 +336,25 @@ class DaemonConfig:
     0 disables the compile cache."""
     max_tests: int = attrs.field(default=64, validator=_non_negative)
     """Tests one ``execute`` request may carry (each is one run stage); 0: ``tests`` refused."""
+    gateway_api_keys: str = attrs.field(default="off", validator=_api_key_source)
+    """Whether the gateway requires API keys, and where they are: ``off``, ``file``
+    (gateway_api_keys_file) or ``database`` (the submissions database)."""
+    gateway_api_keys_file: Path = attrs.field(
+        default=Path(DEFAULT_API_KEYS_FILE), validator=_absolute
+    )
+    """The TOML file of API keys (hashed) when gateway_api_keys is ``file``."""
+    gateway_rate_limit: int = attrs.field(default=0, validator=_non_negative)
+    """Jobs per minute one client (a key, or an address without keys) may start; a key's own
+    ``jobs_per_minute`` replaces it. 0: no rate limit."""
+    gateway_rate_burst: int = attrs.field(default=0, validator=_non_negative)
+    """Jobs a client may start at once from a full bucket; 0: a minute's worth."""
+    gateway_trusted_proxies: tuple[str, ...] = attrs.field(default=(), validator=_networks)
+    """Proxies (addresses or networks) whose ``X-Forwarded-For`` is believed; empty: none."""
+    gateway_cors_origins: tuple[str, ...] = attrs.field(default=(), validator=_origins)
+    """Origins browsers may call the API from (``https://editor.example.com``, ``*``); empty:
+    none but the gateway's own."""
+    gateway_audit_log: bool = True
+    """Log one structured line per request (logger ``pistond.gateway.audit``)."""
 
     def __attrs_post_init__(self) -> None:
         slots_end = self.box_uid_base + self.max_concurrent_jobs

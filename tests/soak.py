@@ -191,8 +191,6 @@ def leftovers(daemon: DaemonProcess, pids: Collection[int] = ()) -> list[str]:
     boxes = str(daemon.data_directory / "boxes") + "/"
     with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
         found += [f"mount {line.split()[4]}" for line in mounts if boxes in line.split()[4]]
-    # Each box slot keeps its stage groups, empty, for its next job: a group holding a task is
-    # what would be left behind.
     group = jobs_group_name(load_config(daemon.environ))
     # Each box slot keeps its stage groups, empty, for its next job: a group still holding a
     # task is what would be left behind.

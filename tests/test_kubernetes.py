@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from pistond.config import DaemonConfig
+from pistond.gateway.auth import Right, required_right
+from pistond.gateway.health import FACTS_TIMEOUT
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 MANIFESTS = CHECKOUT / "contrib" / "kubernetes"
@@ -73,13 +75,19 @@ def test_kubernetes_pods_have_the_documented_least_privilege() -> None:
 
 
 def test_kubernetes_probes_ask_the_gateway() -> None:
-    """Readiness needs the daemon behind the gateway (runtimes); liveness the gateway itself."""
+    """Readiness and start-up ask the gateway's readiness route (the daemon answers and has
+    runtimes); liveness its liveness route (the gateway itself), both open without a key."""
     container = _container()
     (port,) = container["ports"]
     assert (port["name"], port["containerPort"]) == ("http", 2000)
-    assert container["readinessProbe"]["httpGet"] == {"path": "/api/v2/runtimes", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == {"path": "/api/v2/runtimes", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+    ready = {"path": "/api/v2/health/ready", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == ready
+    assert container["startupProbe"]["httpGet"] == ready
+    assert container["livenessProbe"]["httpGet"] == {"path": "/api/v2/health/live", "port": "http"}
+    assert required_right("GET", "/api/v2/health/ready") is Right.OPEN
+    assert required_right("GET", "/api/v2/health/live") is Right.OPEN
+    # the probe's deadline covers the gateway's own deadline for the daemon's answer
+    assert container["readinessProbe"]["timeoutSeconds"] > FACTS_TIMEOUT
     service = _objects()["Service"]["spec"]
     labels = _objects()["DaemonSet"]["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()

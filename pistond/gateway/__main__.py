@@ -7,6 +7,10 @@ serving (:mod:`pistond.gateway.privileges`), unless given ``--allow-root`` or
 ``PISTON_GATEWAY_ALLOW_ROOT`` and the ``PISTON_GATEWAY_*`` caps and deadlines (docs/gateway.md).
 The listening socket is opened before the drop, so a privileged port works.
 
+API keys (``PISTON_GATEWAY_API_KEYS``: off, file or database) are managed with
+``pistond-gateway keys add|list|revoke`` (:mod:`pistond.gateway.keyadmin`); the store is opened
+after the drop, so a key file the gateway user cannot read stops the start.
+
 Beside the HTTP server runs the submission service (:mod:`pistond.submissions`): its database
 (SQLite in ``PISTON_GATEWAY_DATA_DIRECTORY``, or ``PISTON_DATABASE_URL``), its workers and its
 callbacks. Started as root, the gateway creates that directory for its user before the drop.
@@ -27,17 +31,23 @@ import trio
 
 from pistond.config import DaemonConfig, load_config, resolve_socket_group
 from pistond.errors import ConfigError
+from pistond.gateway import keyadmin
+from pistond.gateway.apikeys import KeyRecordError
 from pistond.gateway.app import GatewaySettings, create_app
 from pistond.gateway.daemon_socket import DaemonSocket
+from pistond.gateway.keydb import DatabaseKeyStore
+from pistond.gateway.keyfile import FileKeyStore
 from pistond.gateway.privileges import become_gateway_user, resolve_identity
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.gateway.stream import ConnectionLimits
 from pistond.rpc.descriptors import lift_open_files_limit
+from pistond.submissions.database import database_url
 from pistond.submissions.service import SubmissionService, SubmissionSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pistond.gateway.apikeys import KeyStore
     from pistond.gateway.privileges import Identity
 
 logger = logging.getLogger("pistond.gateway")
@@ -58,7 +68,28 @@ def gateway_settings(config: DaemonConfig) -> GatewaySettings:
         max_body_size=config.max_body_size,
         max_websockets=config.gateway_max_websockets,
         max_jobs_per_client=config.gateway_max_jobs_per_client,
+        rate_limit=config.gateway_rate_limit,
+        rate_burst=config.gateway_rate_burst,
+        trusted_proxies=config.gateway_trusted_proxies,
+        cors_origins=config.gateway_cors_origins,
+        audit_log=config.gateway_audit_log,
     )
+
+
+def open_key_store(config: DaemonConfig) -> KeyStore | None:
+    """The API key store ``PISTON_GATEWAY_API_KEYS`` names; None when keys are off.
+
+    Raises:
+        ConfigError: the key file cannot be read or is invalid.
+    """
+    if config.gateway_api_keys == "file":
+        try:
+            return FileKeyStore.open(config.gateway_api_keys_file)
+        except KeyRecordError as exc:
+            raise ConfigError("PISTON_GATEWAY_API_KEYS_FILE", str(exc)) from None
+    if config.gateway_api_keys == "database":
+        return DatabaseKeyStore(database_url(config.database_url, config.gateway_data_directory))
+    return None
 
 
 def server_settings(config: DaemonConfig) -> ServerSettings:
@@ -96,6 +127,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             "(PISTON_GATEWAY_ALLOW_ROOT=true); not recommended"
         ),
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    keyadmin.add_parser(commands)
     return parser.parse_args(argv)
 
 
@@ -153,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pistond-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "keys":
+        return keyadmin.run(config, args, allow_root=allow_root)
     level = "WARNING" if config.log_level.upper() == "WARN" else config.log_level.upper()
     logging.basicConfig(
         level=logging.CRITICAL + 10 if level == "NONE" else level,
@@ -177,7 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pistond-gateway: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         logger.info("serving as %s (uid %d, gid %d)", identity.user, identity.uid, identity.gid)
-    app = create_app(settings, submissions=submissions)
+    try:
+        keys = open_key_store(config)
+    except ConfigError as exc:
+        print(f"pistond-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if keys is not None:
+        logger.info("API keys required, read from %s", keys.description)
+    app = create_app(settings, submissions=submissions, keys=keys)
     logger.info("serving the Piston v2 API on %s", config.bind_address)
     trio.run(partial(serve_with_submissions, app, listeners, server_settings(config), submissions))
     return 0

@@ -1,7 +1,13 @@
 """The gateway's ASGI app: ``/``, ``/api/v2/runtimes``, ``/api/v2/execute``, ``/api/v2/packages``.
 
 ``/`` answers Piston's JSON banner unless the client prefers HTML, which gets the playground page
-(``pistond.gateway.playground``, also at ``/playground``); ``/status`` is the daemon's status.
+(``pistond.gateway.playground``, also at ``/playground``); ``/status`` is the daemon's status;
+``/api/v2/health`` and ``/api/v2/info`` are :mod:`pistond.gateway.health`'s.
+
+Around the routes, outermost first: metrics, the audit log (:mod:`~pistond.gateway.audit`),
+CORS (:mod:`~pistond.gateway.cors`), then API keys and the caller's address
+(:mod:`~pistond.gateway.auth`); job routes ask :mod:`~pistond.gateway.admission` for their rate
+limit and key limits.
 
 Every answer is JSON, errors included (``{"message": ...}``, never a stack trace). Routes answer
 with and without a trailing slash (D15). Bodies are parsed as JSON whatever their Content-Type;
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
 import trio
@@ -27,7 +33,12 @@ from pistond.client import PistonClient
 from pistond.convert import converter
 from pistond.errors import PistondError
 from pistond.gateway import v2
+from pistond.gateway.admission import Admission, with_headers
+from pistond.gateway.audit import AuditMiddleware, audit_record
+from pistond.gateway.auth import AccessMiddleware, Authenticator
+from pistond.gateway.caller import caller_of
 from pistond.gateway.connect import ConnectHandler
+from pistond.gateway.cors import CorsMiddleware
 from pistond.gateway.daemon_socket import DaemonSocket
 from pistond.gateway.errors import (
     INTERNAL,
@@ -36,10 +47,14 @@ from pistond.gateway.errors import (
     from_rpc_error,
     unavailable,
 )
-from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, jobs_cap
+from pistond.gateway.health import DaemonFacts, HealthRoutes
+from pistond.gateway.keylimits import relaxed
 from pistond.gateway.metrics import GatewayMetrics, MetricsMiddleware, compile_cache_metrics
 from pistond.gateway.openapi import PISTON_VERSION, openapi_document
 from pistond.gateway.playground.page import Playground
+from pistond.gateway.proxies import TrustedProxies
+from pistond.gateway.ratelimit import RatePolicy
 from pistond.semver import max_satisfying
 from pistond.submissions.routes import SubmissionRoutes
 
@@ -49,7 +64,9 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
     from starlette.routing import BaseRoute
+    from starlette.types import ASGIApp
 
+    from pistond.gateway.apikeys import KeyStore
     from pistond.models import JobResult
     from pistond.submissions.service import SubmissionService
 
@@ -80,6 +97,16 @@ class GatewaySettings:
     """WebSocket sessions open at once; more get 503. 0: no cap."""
     max_jobs_per_client: int = 16
     """Jobs (executes and WebSocket sessions) one client may have at once; more get 429. 0: none."""
+    rate_limit: int = 0
+    """Jobs per minute one client may start (its key may say otherwise); 0: no rate limit."""
+    rate_burst: int = 0
+    """Jobs a client may start at once; 0: a minute's worth."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Proxies whose ``X-Forwarded-For`` names the client."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins browsers may call the API from."""
+    audit_log: bool = True
+    """Write one audit line per request."""
 
 
 def compile_cache_header(result: JobResult) -> dict[str, str]:
@@ -160,6 +187,8 @@ class Gateway:
     metrics: GatewayMetrics
     jobs: Places
     """Jobs in progress, per client (executes and WebSocket sessions)."""
+    admission: Admission = attrs.field(factory=Admission)
+    """Rate limits and key limits of job requests."""
     submissions: bool = False
     """Whether the submission routes are served (and described in the OpenAPI document)."""
 
@@ -221,26 +250,44 @@ class Gateway:
 
     async def execute(self, request: Request) -> Response:
         """``POST /api/v2/execute``."""
+        caller = caller_of(request)
+        audit = audit_record(request)
+        rate: dict[str, str] = {}
         try:
+            rate = self.admission.charge(caller)
             params = v2.execute_params(await self.json_body(request))
-            client = client_key(request)
+            audit.describe(params)
+            filled = await self.admission.cap(caller, params)
             try:
-                self.jobs.take(client)
+                self.jobs.take(caller.share, jobs_cap(request))
             except Full as full:
                 raise refused(full) from None
             try:
-                result = await self.call(
-                    request, "execute", lambda daemon: daemon.execute_request(params)
-                )
+                result = await self._execute(request, params, filled)
             finally:
-                self.jobs.give_back(client)
+                self.jobs.give_back(caller.share)
         except HttpError as exc:
             if exc.status < 500:
                 self.metrics.job_finished("rejected")
-            raise
+            raise with_headers(exc, rate) from None
+        audit.result(result)
         answer = v2.job_result(result)
         self.metrics.job_finished(answer["run"]["status"] if "run" in answer else None)
-        return JSONResponse(answer, headers=compile_cache_header(result))
+        return JSONResponse(answer, headers={**rate, **compile_cache_header(result)})
+
+    async def _execute(
+        self, request: Request, params: dict[str, Any], filled: dict[str, int]
+    ) -> JobResult:
+        """The daemon's ``execute``, sent again with a key's filled-in limit lowered to a
+        runtime's own when the daemon refused it (:func:`~pistond.gateway.keylimits.relaxed`)."""
+        while True:
+            try:
+                return await self.call(
+                    request, "execute", lambda daemon: daemon.execute_request(params)
+                )
+            except HttpError as exc:
+                if exc.status != 400 or not relaxed(params, filled, exc.message):
+                    raise
 
     async def packages(self, request: Request) -> Response:
         """``GET``, ``POST`` and ``DELETE /api/v2/packages``."""
@@ -349,28 +396,50 @@ def _both(path: str) -> list[str]:
     return [path, path + "/"]
 
 
+def public_policy(settings: GatewaySettings, *, keys: bool, submissions: bool) -> dict[str, Any]:
+    """What ``/api/v2/info`` says of the gateway's own settings (nothing private)."""
+    rate = RatePolicy.of(settings.rate_limit, settings.rate_burst)
+    return {
+        "api_keys": keys,
+        "rate_limit": None
+        if rate is None
+        else {"jobs_per_minute": rate.per_minute, "burst": rate.burst},
+        "max_jobs_per_client": settings.max_jobs_per_client,
+        "max_websockets": settings.max_websockets,
+        "max_body_size": settings.max_body_size,
+        "cors": bool(settings.cors_origins),
+        "submissions": submissions,
+    }
+
+
 def create_app(
     settings: GatewaySettings,
     metrics: GatewayMetrics | None = None,
     playground: Playground | None = None,
     submissions: SubmissionService | None = None,
+    keys: KeyStore | None = None,
 ) -> MetricsMiddleware:
     """Build the gateway's ASGI app.
 
     Args:
-        settings: the daemon socket, body limit and WebSocket init timeout.
+        settings: the daemon socket, body limit, WebSocket init timeout, rate limit, proxies,
+            CORS origins.
         metrics: collectors to record into; a fresh registry by default.
         playground: the playground's files; the installed ones by default.
         submissions: the submission service whose routes to serve under
             ``/api/v2/submissions``; none by default.
+        keys: the API keys every route but the open ones requires; None: keys are off.
 
     Returns:
-        The ASGI application (Starlette behind the metrics middleware).
+        The ASGI application: Starlette behind access, CORS, audit and metrics middleware.
     """
     metrics = metrics or GatewayMetrics()
+    daemon = DaemonSocket(settings.socket)
+    facts = DaemonFacts(daemon)
+    admission = Admission(RatePolicy.of(settings.rate_limit, settings.rate_burst), facts)
     jobs = Places("jobs", per_client=settings.max_jobs_per_client)
     gateway = Gateway(
-        settings, DaemonSocket(settings.socket), metrics, jobs, submissions=submissions is not None
+        settings, daemon, metrics, jobs, admission, submissions=submissions is not None
     )
     connect = ConnectHandler(
         gateway.daemon,
@@ -378,6 +447,12 @@ def create_app(
         init_timeout=settings.init_timeout,
         jobs=jobs,
         sessions=Places("WebSocket sessions", total=settings.max_websockets),
+        admission=admission,
+    )
+    health = HealthRoutes(
+        facts,
+        keys,
+        public_policy(settings, keys=keys is not None, submissions=submissions is not None),
     )
     playground = playground or Playground()
     routes: list[BaseRoute] = [
@@ -385,23 +460,34 @@ def create_app(
         Route("/metrics", _handled(gateway.prometheus), methods=["GET"]),
         *playground.routes(),
     ]
-    for path in _both("/status"):
-        routes.append(Route(path, _handled(gateway.status), methods=["GET"]))
-    for path in _both("/api/v2/runtimes"):
-        routes.append(Route(path, _handled(gateway.runtimes), methods=["GET"]))
-    for path in _both("/api/v2/execute"):
-        routes.append(Route(path, _handled(gateway.execute), methods=["POST"]))
-    for path in _both("/api/v2/packages"):
-        routes.append(Route(path, _handled(gateway.packages), methods=["GET", "POST", "DELETE"]))
-    for path in _both("/api/v2/openapi.json"):
-        routes.append(Route(path, _handled(gateway.openapi), methods=["GET"]))
+    http_routes = (
+        ("/status", gateway.status, ["GET"]),
+        ("/api/v2/runtimes", gateway.runtimes, ["GET"]),
+        ("/api/v2/execute", gateway.execute, ["POST"]),
+        ("/api/v2/packages", gateway.packages, ["GET", "POST", "DELETE"]),
+        ("/api/v2/openapi.json", gateway.openapi, ["GET"]),
+        ("/api/v2/health", health.ready, ["GET"]),
+        ("/api/v2/health/ready", health.ready, ["GET"]),
+        ("/api/v2/health/live", health.live, ["GET"]),
+        ("/api/v2/info", health.info, ["GET"]),
+    )
+    for base, endpoint, methods in http_routes:
+        for path in _both(base):
+            routes.append(Route(path, _handled(endpoint), methods=methods))
     for path in _both("/api/v2/connect"):
         routes.append(WebSocketRoute(path, connect.session))
     if submissions is not None:
-        routes += SubmissionRoutes(submissions, gateway.daemon, gateway.json_body).routes(_handled)
+        routes += SubmissionRoutes(
+            submissions, gateway.daemon, gateway.json_body, admission
+        ).routes(_handled)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _server_error},
     )
     app.router.redirect_slashes = False
-    return MetricsMiddleware(app, metrics)
+    proxies = TrustedProxies.from_entries(settings.trusted_proxies)
+    served: ASGIApp = AccessMiddleware(app, Authenticator(keys), proxies)
+    served = CorsMiddleware(served, settings.cors_origins, proxies)
+    if settings.audit_log:
+        served = AuditMiddleware(served, proxies)
+    return MetricsMiddleware(served, metrics)

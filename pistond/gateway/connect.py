@@ -24,9 +24,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from pistond.errors import ErrorCode, InvalidParams, PistondError
 from pistond.gateway import v2
-from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable
-from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, client_key
-from pistond.models import JobDone, JobExit, JobOutput, JobStage
+from pistond.gateway.admission import Admission
+from pistond.gateway.audit import audit_record
+from pistond.gateway.caller import caller_of
+from pistond.gateway.errors import DAEMON_UNAVAILABLE, INTERNAL, DaemonUnavailable, HttpError
+from pistond.gateway.fairness import RETRY_AFTER_SECONDS, Full, Places, jobs_cap
+from pistond.gateway.keylimits import relaxed
+from pistond.models import JobDone, JobExit, JobOutput, JobStage, JobStarted
 from pistond.rpc.client import NotificationOverflow, sole_exception
 from pistond.rpc.connection import ConnectionLost
 
@@ -35,7 +39,8 @@ if TYPE_CHECKING:
 
     from starlette.websockets import WebSocket
 
-    from pistond.client import InteractiveJob
+    from pistond.client import InteractiveJob, PistonClient
+    from pistond.gateway.audit import AuditRecord
     from pistond.gateway.daemon_socket import DaemonSocket
     from pistond.gateway.metrics import GatewayMetrics
 
@@ -80,6 +85,7 @@ class _Session:
 
     websocket: WebSocket
     metrics: GatewayMetrics
+    audit: AuditRecord
     lock: trio.Lock = attrs.field(factory=trio.Lock)
     closed: bool = False
     last_status: str | None = None
@@ -153,42 +159,48 @@ class ConnectHandler:
     jobs: Places = attrs.field(factory=lambda: Places("jobs"))
     """Jobs per client, shared with ``/execute``: a session holds one from its handshake."""
     sessions: Places = attrs.field(factory=lambda: Places("WebSocket sessions"))
+    admission: Admission = attrs.field(factory=Admission)
+    """The client's rate limit (one token per session) and its key's limits."""
 
     async def session(self, websocket: WebSocket) -> None:
         """Serve one WebSocket client until its job completes or either side leaves.
 
-        A session takes a WebSocket place and one of its client's job places before the
-        handshake is accepted; without one the handshake is refused with HTTP 503 (the gateway
-        is full) or 429 (this client's share), ``{"message"}`` and ``Retry-After``.
+        A session takes a token of its client's rate limit, a WebSocket place and one of its
+        client's job places before the handshake is accepted; without them the handshake is
+        refused with HTTP 429 (the rate limit, or this client's share) or 503 (the gateway is
+        full), ``{"message"}`` and ``Retry-After``. The accepted handshake carries the
+        ``RateLimit-*`` headers.
         """
-        client = client_key(websocket)
+        caller = caller_of(websocket)
+        client = caller.share
         try:
-            with self.sessions.hold(client), self.jobs.hold(client):
-                await self._serve(websocket)
+            rate = self.admission.charge(caller)
+        except HttpError as exc:
+            await _deny(websocket, exc.status, exc.message, dict(exc.headers))
+            return
+        try:
+            with self.sessions.hold(client), self.jobs.hold(client, jobs_cap(websocket)):
+                await self._serve(websocket, rate)
         except Full as full:
             logger.info("refused a WebSocket session from %s: %s", client, full.message)
-            with contextlib.suppress(*_SEND_ERRORS):
-                await websocket.send_denial_response(
-                    JSONResponse(
-                        {"message": full.message},
-                        status_code=full.status,
-                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                    )
-                )
+            await _deny(
+                websocket, full.status, full.message, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
 
-    async def _serve(self, websocket: WebSocket) -> None:
-        session = _Session(websocket, self.metrics)
+    async def _serve(self, websocket: WebSocket, rate: dict[str, str]) -> None:
+        session = _Session(websocket, self.metrics, audit_record(websocket))
+        headers = [(name.lower().encode(), value.encode()) for name, value in rate.items()]
         try:
-            await websocket.accept()
-            params = await self._wait_init(session)
-            await self._run_job(session, params)
+            await websocket.accept(headers=headers)
+            params, filled = await self._wait_init(session)
+            await self._run_job(session, params, filled)
         except DaemonUnavailable:
             with contextlib.suppress(_Closed):
                 await session.fail(DAEMON_UNAVAILABLE)
         except (_Closed, _Disconnected):
             pass
 
-    async def _wait_init(self, session: _Session) -> dict[str, Any]:
+    async def _wait_init(self, session: _Session) -> tuple[dict[str, Any], dict[str, int]]:
         with trio.move_on_after(self.init_timeout):
             while True:
                 frame = await session.receive()
@@ -197,19 +209,45 @@ class ConnectHandler:
                     continue  # Piston ignores frames of other types
                 if kind != "init":
                     await session.close(CLOSE_NOT_INITIALIZED)
-                return v2.interactive_params(frame)
+                params = v2.interactive_params(frame)
+                session.audit.describe(params)
+                try:
+                    filled = await self.admission.cap(caller_of(session.websocket), params)
+                except HttpError as exc:
+                    self.metrics.job_finished("rejected")
+                    await session.fail(exc.message)
+                return params, filled
         await session.close(CLOSE_INIT_TIMEOUT)
 
-    async def _run_job(self, session: _Session, params: dict[str, Any]) -> None:
-        async with self.daemon.open_client() as client:
+    async def _start(
+        self,
+        session: _Session,
+        client: PistonClient,
+        params: dict[str, Any],
+        filled: dict[str, int],
+    ) -> tuple[InteractiveJob, JobStarted]:
+        """Start the job; a key's filled-in limit above a runtime's own is lowered and the
+        start tried again (:func:`~pistond.gateway.keylimits.relaxed`)."""
+        while True:
             job = client.start_job_request(params, event_buffer=NOTIFICATION_BUFFER)
             try:
                 started = await job.start()
             except ConnectionLost as exc:
                 raise DaemonUnavailable(str(exc)) from None
             except PistondError as exc:
+                await job.aclose()
+                text = exc.message or INTERNAL
+                if exc.code is ErrorCode.INVALID_PARAMS and relaxed(params, filled, text):
+                    continue
                 self.metrics.job_finished("rejected")
-                await session.fail(exc.message or INTERNAL)
+                await session.fail(text)
+            return job, started
+
+    async def _run_job(
+        self, session: _Session, params: dict[str, Any], filled: dict[str, int]
+    ) -> None:
+        async with self.daemon.open_client() as client:
+            job, started = await self._start(session, client, params, filled)
             try:
                 await session.send(
                     {"type": "runtime", "language": started.language, "version": started.version}
@@ -280,6 +318,7 @@ class ConnectHandler:
                             )
                 elif isinstance(event, JobExit):
                     await self._flush(session)
+                    session.audit.exit(event)
                     session.last_status = None if event.status is None else event.status.value
                     await session.send(v2.exit_frame(event))
                 else:
@@ -306,3 +345,11 @@ class ConnectHandler:
             await session.fail(text if isinstance(text, str) and text else INTERNAL)
         self.metrics.job_finished(session.last_status)
         await session.close(CLOSE_JOB_COMPLETED)
+
+
+async def _deny(websocket: WebSocket, status: int, text: str, headers: dict[str, str]) -> None:
+    """Refuse the handshake with an HTTP answer."""
+    with contextlib.suppress(*_SEND_ERRORS):
+        await websocket.send_denial_response(
+            JSONResponse({"message": text}, status_code=status, headers=headers)
+        )

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from pistond.models import CompileCacheStats
 
+SUBMISSION_ROUTE: Final = "/api/v2/submissions/{token}"
+"""The label of one submission's route (its path holds the token, which is never a label)."""
 ROUTES: Final = frozenset(
     {
         "/",
@@ -27,6 +29,13 @@ ROUTES: Final = frozenset(
         "/metrics",
         "/status",
         "/playground",
+        "/api/v2/health",
+        "/api/v2/health/live",
+        "/api/v2/health/ready",
+        "/api/v2/info",
+        "/api/v2/submissions",
+        "/api/v2/submissions/batch",
+        SUBMISSION_ROUTE,
     }
 )
 """Route labels; every other path is counted as ``other`` to bound the label set."""
@@ -38,6 +47,8 @@ def route_label(path: str) -> str:
     """The metrics label of a request path (trailing slash ignored)."""
     if path != "/":
         path = path.rstrip("/")
+    if path.startswith("/api/v2/submissions/") and path != "/api/v2/submissions/batch":
+        return SUBMISSION_ROUTE if path.count("/") == 4 else "other"
     return path if path in ROUTES else "other"
 
 

@@ -23,7 +23,12 @@ _ERRORS: Final = {
     "413": _json(_MESSAGE, "Request body too large"),
     "408": _json(_MESSAGE, "The request head or body did not arrive in time"),
     "415": _json(_MESSAGE, "Body is not JSON"),
-    "429": _json(_MESSAGE, "This client runs its share of jobs already; see Retry-After"),
+    "401": _json(_MESSAGE, "API keys are on and the key is missing, invalid or revoked"),
+    "403": _json(_MESSAGE, "The API key may not do this, or the browser's origin is not allowed"),
+    "429": _json(
+        _MESSAGE,
+        "This client's rate limit or share of jobs is used up; see Retry-After and RateLimit-*",
+    ),
     "503": _json(
         _MESSAGE, "Daemon unavailable or overloaded, or the gateway is full; see Retry-After"
     ),
@@ -97,10 +102,100 @@ _PACKAGE_REQUEST: Final = {
 }
 
 
+_HEALTH: Final = {
+    "type": "object",
+    "required": ["status", "live", "ready", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unready"]},
+        "live": {"type": "boolean"},
+        "ready": {"type": "boolean"},
+        "message": {"type": "string"},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {
+                    "ready": {"type": "boolean"},
+                    "runtimes": {"type": "integer"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_INFO: Final = {
+    "type": "object",
+    "required": ["version", "gateway_version", "piston_version", "sandbox", "limits", "gateway"],
+    "properties": {
+        "version": {"type": "string"},
+        "gateway_version": {"type": "string"},
+        "piston_version": {"type": "string"},
+        "sandbox": {
+            "type": "object",
+            "properties": {
+                "cgroup": {"type": "string"},
+                "seccomp": {"type": "boolean"},
+                "network": {"type": "boolean"},
+            },
+        },
+        "limits": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "gateway": {"type": "object"},
+        "key": {"type": "object", "description": "the presented API key's id and policy"},
+    },
+}
+
+
+def health_paths() -> dict[str, Any]:
+    """The health and information routes (open: no API key needed)."""
+    ready = {
+        "200": _json(_ref("Health"), "Ready: the daemon answers and has runtimes"),
+        "503": _json(_ref("Health"), "Not ready; message and checks say why"),
+    }
+    return {
+        "/api/v2/health": {"get": {"operationId": "health", "responses": ready}},
+        "/api/v2/health/ready": {"get": {"operationId": "readiness", "responses": ready}},
+        "/api/v2/health/live": {
+            "get": {
+                "operationId": "liveness",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"type": "string", "enum": ["live"]}},
+                        },
+                        "The gateway answers",
+                    )
+                },
+            }
+        },
+        "/api/v2/info": {
+            "get": {
+                "operationId": "info",
+                "responses": {
+                    "200": _json(_ref("Info"), "Versions, sandbox features, limits, policy"),
+                    "503": _ERRORS["503"],
+                },
+            }
+        },
+    }
+
+
 def openapi_document(*, submissions: bool = False) -> dict[str, Any]:
     """The OpenAPI document, as a fresh JSON-ready dict; with the ``/api/v2/submissions``
     routes when the gateway serves them."""
     document = _piston_document()
+    document["paths"].update(health_paths())
+    document["components"]["schemas"].update({"Health": _HEALTH, "Info": _INFO})
+    document["components"]["securitySchemes"] = {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Needed by every route but /, health, info and this document when "
+            "PISTON_GATEWAY_API_KEYS is on; also accepted as a bare Authorization header",
+        }
+    }
     if submissions:
         document["paths"].update(submission_paths())
         document["components"]["schemas"].update(submission_schemas())
@@ -227,7 +322,9 @@ def _piston_document() -> dict[str, Any]:
 
 
 _SUBMISSION_ERRORS: Final = {
-    key: value for key, value in _ERRORS.items() if key in ("400", "408", "413", "415", "503")
+    key: value
+    for key, value in _ERRORS.items()
+    if key in ("400", "401", "403", "408", "413", "415", "429", "503")
 }
 _NULLABLE_SUBMISSION: Final = {"allOf": [_ref("Submission")], "nullable": True}
 

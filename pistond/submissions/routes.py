@@ -14,7 +14,8 @@ daemon's own validation and Piston's messages (a batch's messages start with
 callback URL against ``PISTON_CALLBACK_ALLOW``. Limits above the configured ones (and more
 ``tests`` than ``PISTON_MAX_TESTS``) are refused when the job runs, by the daemon that runs it:
 its refusal becomes the submission's ``error``. ``tests`` and ``compare`` pass through
-(:mod:`~pistond.submissions.judging`).
+(:mod:`~pistond.submissions.judging`). Each submission takes a token of its client's rate limit
+and gets its API key's limits (:mod:`pistond.gateway.admission`), as an execute does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from pistond.client import PistonClient
 from pistond.config import Limits
 from pistond.errors import InvalidParams, PistondError, RuntimeUnknown
 from pistond.gateway import v2
+from pistond.gateway.admission import Admission, with_headers
+from pistond.gateway.audit import audit_record
+from pistond.gateway.caller import caller_of
 from pistond.gateway.errors import DaemonUnavailable, HttpError, bad_request, unavailable
 from pistond.semver import max_satisfying
 from pistond.submissions.addresses import CallbackRefused
@@ -87,11 +91,13 @@ class SubmissionRoutes:
         service: the submission service (its store may be unavailable: 503).
         daemon: the daemon's socket, asked for its runtimes.
         json_body: reads a request's JSON body as the gateway does (limits, 413, 415).
+        admission: rate limits and API key limits.
     """
 
     service: SubmissionService
     daemon: DaemonSocket
     json_body: Callable[[Request], Awaitable[object]]
+    admission: Admission = attrs.field(factory=Admission)
     _runtimes: tuple[float, list[RuntimeInfo]] | None = attrs.field(init=False, default=None)
 
     def routes(
@@ -116,8 +122,12 @@ class SubmissionRoutes:
         """``POST /api/v2/submissions``."""
         await self.service.writable_store()
         wait = _flag(request, "wait")
-        new = await self._accept(await self.json_body(request), "")
-        (submission,) = await self._create([new])
+        rate = self.admission.charge(caller_of(request))
+        try:
+            new = await self._accept(request, await self.json_body(request), "")
+            (submission,) = await self._create([new])
+        except HttpError as exc:
+            raise with_headers(exc, rate) from None
         if wait:
             with trio.move_on_after(self.service.settings.max_wait):
                 submission = await self.service.wait_done(submission)
@@ -126,7 +136,7 @@ class SubmissionRoutes:
         return JSONResponse(
             submission_json(submission),
             status_code=201,
-            headers={"Location": f"{BASE}/{submission.token}"},
+            headers={**rate, "Location": f"{BASE}/{submission.token}"},
         )
 
     async def batch(self, request: Request) -> Response:
@@ -141,9 +151,18 @@ class SubmissionRoutes:
         limit = self.service.settings.max_batch
         if len(items) > limit:
             raise bad_request(f"submissions cannot hold more than {limit} submissions")
-        accepted = [await self._accept(item, f"submissions[{i}]: ") for i, item in enumerate(items)]
-        created = await self._create(accepted)
-        return JSONResponse([submission_json(item) for item in created], status_code=201)
+        rate = self.admission.charge(caller_of(request), len(items))
+        try:
+            accepted = [
+                await self._accept(request, item, f"submissions[{i}]: ")
+                for i, item in enumerate(items)
+            ]
+            created = await self._create(accepted)
+        except HttpError as exc:
+            raise with_headers(exc, rate) from None
+        return JSONResponse(
+            [submission_json(item) for item in created], status_code=201, headers=rate
+        )
 
     async def read(self, request: Request) -> Response:
         """``GET /api/v2/submissions/{token}``."""
@@ -170,16 +189,22 @@ class SubmissionRoutes:
 
     # -- accepting ---------------------------------------------------------------------------
 
-    async def _accept(self, body: object, prefix: str) -> NewSubmission:
+    async def _accept(self, request: Request, body: object, prefix: str) -> NewSubmission:
         """Check one submission body; the record to store.
 
         Raises:
-            HttpError: 400 with the first failed rule (after ``prefix``).
+            HttpError: 400 with the first failed rule (after ``prefix``); 403 for a limit
+                above the API key's.
         """
         fields: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
         callback_url = fields.pop("callback_url", None)
         params = v2.execute_params(fields)
         add_test_params(params, fields)
+        audit_record(request).describe(params)
+        try:
+            await self.admission.cap(caller_of(request), params)
+        except HttpError as exc:
+            raise HttpError(exc.status, prefix + exc.message, exc.headers) from None
         runtimes = await self._known_runtimes()
         try:
             validate_execute(

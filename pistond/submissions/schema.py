@@ -3,7 +3,8 @@
 Times are seconds since the epoch as double-precision numbers, read from the database's clock
 (:class:`db_now`), never from a machine's: leases are compared across machines, whose clocks
 may differ. The migrations in ``migrations/versions`` create exactly this table
-(``tests/submissions/test_database.py`` compares them).
+(``tests/submissions/test_database.py`` compares them). The gateway's API keys share the
+database (``pistond_api_keys``, migration 0002).
 """
 
 from __future__ import annotations
@@ -62,6 +63,19 @@ submissions: Final = Table(
     Index("pistond_submissions_finished", "finished_at"),
 )
 """One row per submission: its request until done, its state, lease, result and callback."""
+
+api_keys: Final = Table(
+    "pistond_api_keys",
+    metadata,
+    Column("id", String(12), primary_key=True, comment="the public part of the key"),
+    Column("digest", String(64), nullable=False, comment="hex SHA-256 of the whole key"),
+    Column("name", String(200), nullable=False, default=""),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Column("policy", Text, nullable=False, comment="JSON: rate, concurrency, limits, rights"),
+)
+"""The gateway's API keys when ``PISTON_GATEWAY_API_KEYS=database``
+(:mod:`pistond.gateway.keydb`); digests only."""
 
 VERSION_TABLE: Final = "pistond_submissions_version"
 """Alembic's version table, named so that a database shared with other software stays tidy."""

@@ -26,6 +26,7 @@ import pytest
 import trio
 
 from pistond.gateway.app import GatewaySettings, create_app
+from pistond.gateway.keyfile import FileKeyStore
 from pistond.gateway.metrics import GatewayMetrics
 from pistond.gateway.server import ServerSettings, open_listeners, serve_gateway
 from pistond.gateway.stream import ConnectionLimits
@@ -87,6 +88,10 @@ class StackSettings:
     )
     max_websockets: int = 256
     max_jobs_per_client: int = 16
+    gateway: dict[str, Any] = attrs.field(factory=dict)
+    """More :class:`GatewaySettings` fields (rate limit, trusted proxies, CORS origins)."""
+    keys_file: Path | None = None
+    """A key file to require API keys from; None: keys are off."""
 
 
 TIGHT = StackSettings(
@@ -132,15 +137,17 @@ async def _serve_stack(
                     max_body_size=MAX_BODY_SIZE,
                     max_websockets=stack.max_websockets,
                     max_jobs_per_client=stack.max_jobs_per_client,
+                    **stack.gateway,
                 )
-                app = create_app(settings, metrics if target == socket_path else None)
+                keys = None if stack.keys_file is None else FileKeyStore.open(stack.keys_file)
+                app = create_app(settings, metrics if target == socket_path else None, keys=keys)
                 listeners = open_listeners(["127.0.0.1:0"])
                 binds = await nursery.start(partial(serve_gateway, app, listeners, stack.server))
                 urls.append(binds[0])
             ready.put((urls, fake, metrics, trio.lowlevel.current_trio_token(), scope))
 
 
-def _start_stack(real: Path | None, settings: StackSettings | None = None) -> GatewayStack:
+def start_stack(real: Path | None, settings: StackSettings | None = None) -> GatewayStack:
     directory = tempfile.mkdtemp(prefix="pistond-gw-", dir="/tmp")
     ready: queue.Queue[Any] = queue.Queue()
 
@@ -179,7 +186,7 @@ def stack(
         else:
             daemon = DaemonProcess.start(tmp_path_factory.mktemp("gateway-daemon"))
             real = daemon.socket
-    running = _start_stack(real)
+    running = start_stack(real)
     try:
         yield running
     finally:
@@ -191,7 +198,7 @@ def stack(
 @pytest.fixture(scope="module")
 def tight() -> Iterator[GatewayStack]:
     """A gateway with short deadlines (:data:`TIGHT`) over the fake daemon."""
-    running = _start_stack(None, TIGHT)
+    running = start_stack(None, TIGHT)
     try:
         yield running
     finally:
@@ -201,7 +208,7 @@ def tight() -> Iterator[GatewayStack]:
 @pytest.fixture(scope="module")
 def capped() -> Iterator[GatewayStack]:
     """A gateway with small caps (:data:`CAPPED`) over the fake daemon."""
-    running = _start_stack(None, CAPPED)
+    running = start_stack(None, CAPPED)
     try:
         yield running
     finally:

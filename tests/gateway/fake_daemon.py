@@ -234,6 +234,8 @@ class FakeDaemon:
             raise self.errors[method]
         if method == "runtimes":
             return [runtime.to_wire() for runtime in self.runtimes]
+        if method == "status":
+            return self.status()
         if method == "execute":
             result = self.execute(params)
             await trio.sleep(_sleep_seconds(params))
@@ -251,6 +253,16 @@ class FakeDaemon:
         if method in ("job.write", "job.close_stdin", "job.signal", "job.kill"):
             return await self.job_call(method, params, peer)
         raise InvalidParams(f"fake daemon has no method {method}")
+
+    def status(self) -> dict[str, Any]:
+        """``status``: the fake's counters, a sandbox without cgroups, its limits."""
+        return {
+            "version": "0.0.0-fake",
+            "uptime": 1.0,
+            "jobs": {"running": 0, "queued": 0, "completed": len(self.calls), "failed": 0},
+            "sandbox": {"cgroup": "none", "seccomp": False, "network": False},
+            "limits": attrs.asdict(LIMITS),
+        }
 
     def resolve(self, language: str, version: str) -> FakeRuntime:
         """Runtime resolution as the daemon does it: name or alias, highest matching version."""

@@ -32,6 +32,10 @@ def test_openapi_document_lists_every_http_route() -> None:
         ("/api/v2/packages", "get"),
         ("/api/v2/packages", "post"),
         ("/api/v2/packages", "delete"),
+        ("/api/v2/health", "get"),
+        ("/api/v2/health/ready", "get"),
+        ("/api/v2/health/live", "get"),
+        ("/api/v2/info", "get"),
     }
 
 

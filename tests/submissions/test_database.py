@@ -21,7 +21,7 @@ from pistond.testing.postgres import PostgresServer
 
 
 def test_database_migrations_match_the_schema(database_url_text: str, tmp_path: Path) -> None:
-    """The migrated database is exactly the table schema.py describes (no autogenerate diff)."""
+    """The migrated database is exactly the tables schema.py describes (no autogenerate diff)."""
     database = open_database(database_url(database_url_text, tmp_path))
     try:
         with database.writer.connect() as connection:
@@ -30,7 +30,7 @@ def test_database_migrations_match_the_schema(database_url_text: str, tmp_path: 
             )
             assert compare_metadata(context, metadata) == []
             version = connection.execute(sqlalchemy.text(f"SELECT * FROM {VERSION_TABLE}")).all()
-        assert version == [("0001",)]
+        assert version == [("0002",)]
     finally:
         database.close()
 
@@ -116,6 +116,6 @@ def test_database_concurrent_first_opens_migrate_once(postgres: PostgresServer) 
     database = open_database(url)
     with database.reading() as connection:
         assert connection.execute(sqlalchemy.text(f"SELECT * FROM {VERSION_TABLE}")).all() == [
-            ("0001",)
+            ("0002",)
         ]
     database.close()
