@@ -256,7 +256,7 @@ class Gateway:
         try:
             rate = self.admission.charge(caller)
             params = v2.execute_params(await self.json_body(request))
-            audit.describe(params)
+            audit.describe()
             filled = await self.admission.cap(caller, params)
             try:
                 self.jobs.take(caller.share, jobs_cap(request))

@@ -41,7 +41,7 @@ audit_logger = logging.getLogger("pistond.gateway.audit")
 AUDIT: Final = "pistond.audit"
 """The scope key of the request's :class:`AuditRecord`."""
 MAX_NAME: Final = 64
-"""Characters of a language or version name kept (they come from the client)."""
+"""Characters of a language or version name kept."""
 
 
 @attrs.define(eq=False)
@@ -55,16 +55,22 @@ class AuditRecord:
     stages: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     """``compile`` / ``run``: status and measurements."""
 
-    def describe(self, params: dict[str, Any], jobs: int = 1) -> None:
-        """Note the language and version a request asks for (the first, for a batch)."""
+    def describe(self, jobs: int = 1) -> None:
+        """Count the jobs a request asks for (a batch of submissions: its size)."""
         self.jobs += jobs
+
+    def runtime(self, language: str, version: str) -> None:
+        """Note the runtime chosen for the request (the first, for a batch).
+
+        Only a runtime the daemon resolved is logged, never the name a client sent: that is
+        client text, and a refused request's would land in the log as it was typed.
+        """
         if self.language is None:
-            self.language = _name(params.get("language"))
-            self.version = _name(params.get("version"))
+            self.language, self.version = language[:MAX_NAME], version[:MAX_NAME]
 
     def result(self, result: JobResult) -> None:
         """Note an execute's outcome: the runtime that ran it and its stages."""
-        self.language, self.version = result.language, result.version
+        self.language, self.version = result.language[:MAX_NAME], result.version[:MAX_NAME]
         for name, stage in (("compile", result.compile), ("run", result.run)):
             if stage is not None:
                 self.stages[name] = _stage(stage)
@@ -82,10 +88,6 @@ class AuditRecord:
             "cpu_ms": event.cpu_time,
             "memory": event.memory,
         }
-
-
-def _name(value: object) -> str | None:
-    return value[:MAX_NAME] if isinstance(value, str) else None
 
 
 def _stage(stage: StageResult) -> dict[str, Any]:

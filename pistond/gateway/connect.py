@@ -210,7 +210,7 @@ class ConnectHandler:
                 if kind != "init":
                     await session.close(CLOSE_NOT_INITIALIZED)
                 params = v2.interactive_params(frame)
-                session.audit.describe(params)
+                session.audit.describe()
                 try:
                     filled = await self.admission.cap(caller_of(session.websocket), params)
                 except HttpError as exc:
@@ -248,6 +248,7 @@ class ConnectHandler:
     ) -> None:
         async with self.daemon.open_client() as client:
             job, started = await self._start(session, client, params, filled)
+            session.audit.runtime(started.language, started.version)
             try:
                 await session.send(
                     {"type": "runtime", "language": started.language, "version": started.version}

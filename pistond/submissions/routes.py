@@ -200,16 +200,24 @@ class SubmissionRoutes:
         callback_url = fields.pop("callback_url", None)
         params = v2.execute_params(fields)
         add_test_params(params, fields)
-        audit_record(request).describe(params)
+        audit = audit_record(request)
+        audit.describe()
         try:
             await self.admission.cap(caller_of(request), params)
         except HttpError as exc:
             raise HttpError(exc.status, prefix + exc.message, exc.headers) from None
         runtimes = await self._known_runtimes()
+
+        def resolve(language: str, version: str) -> RuntimeInfo | _AnyRuntime:
+            runtime = _resolve(runtimes, language, version)
+            if not isinstance(runtime, _AnyRuntime):
+                audit.runtime(runtime.language, runtime.version)
+            return runtime
+
         try:
             validate_execute(
                 params,
-                resolve=lambda language, version: _resolve(runtimes, language, version),
+                resolve=resolve,
                 runtime_limits=lambda _runtime: _UNCAPPED,
                 max_tests=UNBOUNDED_TESTS,
             )

@@ -67,6 +67,23 @@ async def test_audit_execute_line(
     assert SECRET not in text
 
 
+async def test_audit_unknown_runtime_logs_no_client_names(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request for a runtime that does not exist: its line has no language, so the names
+    a client typed never reach the log."""
+    caplog.set_level(logging.INFO, "pistond.gateway.audit")
+    body = {"language": f"cobol-{SECRET}", "version": "3.x", "files": [{"content": "x"}]}
+    with trio.fail_after(10):
+        response = await http.post("/api/v2/execute", json=body)
+        await _settle()
+    assert response.status_code == 400
+    (line,) = [entry for entry in _lines(caplog) if entry["route"] == "/api/v2/execute"]
+    assert (line["status"], line["jobs"]) == (400, 1)
+    assert "language" not in line
+    assert SECRET not in "\n".join(record.getMessage() for record in caplog.records)
+
+
 async def test_audit_refusals_and_other_routes(
     http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:

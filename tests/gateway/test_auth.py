@@ -299,7 +299,9 @@ async def test_auth_keys_off_ignores_authorization(http: httpx.AsyncClient) -> N
     """Without keys (the default), a client sending an Authorization header runs as before."""
     with trio.fail_after(10):
         response = await http.post(
-            "/api/v2/execute", json=HELLO, headers={"Authorization": "some-old-emkc-key"}
+            "/api/v2/execute",
+            json={**HELLO, "version": "*"},
+            headers={"Authorization": "some-old-emkc-key"},
         )
     assert response.status_code == 200
     assert response.json()["language"] == "python"

@@ -73,6 +73,11 @@ class _PageScan(HTMLParser):
             self.inline_script = True
 
 
+def _vary(response: httpx.Response) -> set[str]:
+    """The request headers an answer says it varies with (lower case)."""
+    return {name.strip().lower() for name in response.headers.get("vary", "").split(",")}
+
+
 def _directives(policy: str) -> dict[str, list[str]]:
     parts = [part.split() for part in policy.split(";") if part.strip()]
     return {part[0]: part[1:] for part in parts}
@@ -94,7 +99,7 @@ async def test_root_keeps_piston_json_for_api_clients(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == BANNER
-    assert response.headers["vary"] == "Accept"
+    assert "accept" in _vary(response)
 
 
 @pytest.mark.parametrize("accept", [CHROMIUM_ACCEPT, FIREFOX_ACCEPT, "text/html"])
@@ -103,7 +108,7 @@ async def test_root_serves_the_page_to_browsers(http: httpx.AsyncClient, accept:
     response = await http.get("/", headers={"Accept": accept})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["vary"] == "Accept"
+    assert "accept" in _vary(response)
     assert "<title>pistond playground</title>" in response.text
 
 
