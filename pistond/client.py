@@ -125,8 +125,12 @@ def execute_params(
     compile_memory_limit: int | None = None,
     run_memory_limit: int | None = None,
     output_max_size: int | None = None,
+    compile_cache: bool | None = None,
 ) -> dict[str, Any]:
-    """The ``execute`` / ``job.start`` params map; None values are left out."""
+    """The ``execute`` / ``job.start`` params map; None values are left out.
+
+    ``compile_cache=False`` compiles even when the daemon holds the same compile's result.
+    """
     if isinstance(files, str | bytes):
         raise TypeError("files must be a sequence of files, not one file's content")
     params: dict[str, Any] = {
@@ -145,6 +149,7 @@ def execute_params(
         "compile_memory_limit": compile_memory_limit,
         "run_memory_limit": run_memory_limit,
         "output_max_size": output_max_size,
+        "compile_cache": compile_cache,
     }
     params.update({key: value for key, value in optional.items() if value is not None})
     return params

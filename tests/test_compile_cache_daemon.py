@@ -122,6 +122,24 @@ def test_daemon_cache_hit_runs_the_same_program(daemon: DaemonProcess) -> None:
     assert stdout(cold) == stdout(warm) == "hello\n"
 
 
+def test_daemon_request_opting_out_compiles_again(daemon: DaemonProcess) -> None:
+    """``compile_cache=False`` through the typed client compiles a program the cache holds."""
+    source = c_program()["files"][0]["content"]
+
+    async def twice() -> tuple[JobResult, JobResult]:
+        async with open_client(daemon.socket) as client:
+            with trio.fail_after(60):
+                first = await client.execute("c", "*", [("main.c", source)])
+                again = await client.execute("c", "*", [("main.c", source)], compile_cache=False)
+        return first, again
+
+    first, again = trio.run(twice)
+    assert first.compile is not None
+    assert again.compile is not None
+    assert (first.compile.cached, again.compile.cached) == (False, False)
+    assert stdout(again) == "hello\n"
+
+
 def test_daemon_cache_misses_on_a_byte_or_a_name(daemon: DaemonProcess) -> None:
     """Changing one byte of the source, or the file's name, compiles again."""
     params = c_program()
