@@ -80,6 +80,10 @@ class Summary:
     disk: DiskUse
     seconds: float
     jobs: int
+    built: int = 0
+    """Recipes this run built."""
+    reused: int = 0
+    """Recipes this run found already installed in its data directory (not built again)."""
 
 
 def recipe_key(recipe: Recipe) -> str:
@@ -144,8 +148,11 @@ def _test_language(
 
 async def install_recipe(
     client: PackagesClient, recipe: Recipe, echo: Callable[[str], None]
-) -> str:
-    """Install one recipe through the daemon; return ``""`` or the build failure."""
+) -> tuple[str, bool]:
+    """Install one recipe through the daemon: ``("", built)``, or the build failure and False.
+
+    ``built`` is False when the package was already installed (nothing was built).
+    """
     version = recipe.metadata.version if not recipe.is_host else "*"
     started = time.monotonic()
     try:
@@ -153,9 +160,11 @@ async def install_recipe(
     except PistondError as exc:
         if exc.message != "Already installed":
             echo(f"{recipe_key(recipe)}: build failed: {exc.message}")
-            return exc.message
+            return exc.message, False
+        echo(f"{recipe_key(recipe)}: already installed")
+        return "", False
     echo(f"{recipe_key(recipe)}: installed ({time.monotonic() - started:.0f} s)")
-    return ""
+    return "", True
 
 
 async def check_recipe(
@@ -247,8 +256,8 @@ def render(summary: Summary, notes: str = "") -> str:
         "",
         f"**{len(languages)} languages, {len(ok)} runtimes** (language-version pairs) pass their",
         f"tests{'' if len(ok) == len(outcomes) else f'; {len(outcomes) - len(ok)} rows fail'}. "
-        f"The run took {summary.seconds / 60:.0f} minutes from an empty data directory "
-        f"({summary.jobs} builds at a time, then the tests one by one). The {summary.disk.roots} "
+        f"The run took {summary.seconds / 60:.0f} minutes ({summary.jobs} builds at a time, "
+        f"then the tests one by one): {_provenance(summary)} The {summary.disk.roots} "
         f"root filesystems hold {_size(summary.disk.before)} counted root by root and "
         f"{_size(summary.disk.after)} on disk after hard-link deduplication.",
         "",
@@ -279,6 +288,18 @@ def render(summary: Summary, notes: str = "") -> str:
         lines.append(f"| {name} | {reason} |")
     text = "\n".join(lines) + "\n"
     return text + ("\n" + notes if notes else "")
+
+
+def _provenance(summary: Summary) -> str:
+    """Which roots this run built, and the build time the table's rows add up to."""
+    total = sum(o.build_time_ms for o in summary.outcomes) / 3_600_000
+    recorded = f"the build times, recorded by each root when it was built, add up to {total:.1f} h."
+    if not summary.reused:
+        return f"it built all {summary.built} recipes it installed; {recorded}"
+    return (
+        f"it built {summary.built} recipes and found {summary.reused} already built in its "
+        f"data directory by an earlier run; {recorded}"
+    )
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -312,6 +333,8 @@ def write_report(output: Path, summary: Summary, notes: str) -> None:
             {
                 "seconds": round(summary.seconds),
                 "jobs": summary.jobs,
+                "built": summary.built,
+                "reused": summary.reused,
                 "disk": attrs.asdict(summary.disk),
                 "outcomes": [attrs.asdict(o) for o in summary.outcomes],
             },
@@ -353,12 +376,14 @@ async def run_matrix(
     directories = [recipes] if recipes is not None else PackageManager(config).recipe_directories()
     chosen = select(find_recipes(directories), selection)
     failures: dict[str, str] = {}
+    built: dict[str, bool] = {}
     limiter = trio.CapacityLimiter(max(1, jobs))
     async with open_rpc_client(socket_path) as client:
 
         async def build(recipe: Recipe) -> None:
             async with limiter:
-                failures[recipe_key(recipe)] = await install_recipe(client, recipe, echo)
+                key = recipe_key(recipe)
+                failures[key], built[key] = await install_recipe(client, recipe, echo)
 
         async with trio.open_nursery() as nursery:
             for recipe in chosen:
@@ -377,7 +402,9 @@ async def run_matrix(
         redone = {recipe_key(recipe) for recipe in chosen}
         outcomes = [o for o in previous if o.package not in redone] + outcomes
     disk = await trio.to_thread.run_sync(disk_use, config.packages_directory)
-    summary = Summary(tuple(outcomes), disk, time.monotonic() - started, jobs)
+    fresh = sum(built.values())
+    reused = sum(1 for key, made in built.items() if not made and not failures[key])
+    summary = Summary(tuple(outcomes), disk, time.monotonic() - started, jobs, fresh, reused)
     await trio.to_thread.run_sync(write_report, output, summary, notes)
     return all(o.result == "OK" for o in outcomes)
 
@@ -402,7 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         rows, notes = read_previous(args.output)
         data = json.loads(args.output.with_suffix(".json").read_text(encoding="utf-8"))
-        summary = Summary(tuple(rows), DiskUse(**data["disk"]), data["seconds"], data["jobs"])
+        summary = Summary(
+            tuple(rows),
+            DiskUse(**data["disk"]),
+            data["seconds"],
+            data["jobs"],
+            data.get("built", 0),
+            data.get("reused", 0),
+        )
         write_report(args.output, summary, notes)
         return 0 if all(o.result == "OK" for o in rows) else 1
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from pistond.errors import PackageError
 from pistond.ppman.matrix import (
     DiskUse,
@@ -71,12 +73,15 @@ async def test_matrix_runs_each_test_as_its_language(
     loaded = load_recipe(source)
     assert [path.name for path in recipe_tests(loaded)] == ["test.c", "test.cpp"]
     daemon = FakeDaemon()
-    assert await install_recipe(daemon, loaded, lambda _l: None) == ""
+    assert await install_recipe(daemon, loaded, lambda _l: None) == ("", False)  # installed
     outcomes = await check_recipe(daemon, loaded, tmp_path / "data", lambda _l: None)
     assert [(o.language, o.result) for o in outcomes] == [("c", "OK"), ("c++", "failed: boom")]
     assert "stdin" not in daemon.executed[1]
-    summary = Summary(tuple(outcomes), DiskUse(3_000_000_000, 1_000_000_000, 2), 600.0, 2)
+    summary = Summary(tuple(outcomes), DiskUse(3_000_000_000, 1_000_000_000, 2), 600.0, 2, 1, 0)
     table = render(summary)
+    assert "it built all 1 recipes it installed" in table
+    reused = render(attrs.evolve(summary, built=0, reused=1))
+    assert "it built 0 recipes and found 1 already built in its data directory" in reused
     assert "| c | 12.2.0 | gcc | debian | - | - |" in table
     assert "**1 languages, 1 runtimes**" in table
     assert "3000 MB counted root by root and 1000 MB on disk" in table
