@@ -37,6 +37,8 @@ class NewSubmission:
     params: bytes
     """The ``execute`` params, msgpack-encoded (files may be bytes)."""
     callback_url: str | None = None
+    owner: str | None = None
+    """The id of the API key that made it; None where keys are off."""
 
 
 @attrs.frozen
@@ -87,6 +89,12 @@ class Submission:
     error: Failure | None
     truncated: bool
     callback: Callback | None
+    owner: str | None = None
+    """The id of the API key that made it: only that key may read it (None: any caller)."""
+
+    def readable_by(self, key_id: str | None) -> bool:
+        """Whether a caller presenting the key ``key_id`` (None: no key) may read it."""
+        return self.owner is None or self.owner == key_id
 
 
 @attrs.frozen

@@ -8,6 +8,9 @@
 - ``GET /api/v2/submissions/{token}``: the submission; 404 for any token that is not one;
 - ``GET /api/v2/submissions/batch?tokens=a,b,...``: those submissions, null where unknown.
 
+Where API keys are on, a submission belongs to the key that made it: to every other key its
+token reads as unknown (the same 404, null in a batch), so a leaked token alone reveals nothing.
+
 A submission is checked as it is accepted, as far as the gateway can: the body's shape with the
 daemon's own validation and Piston's messages (a batch's messages start with
 ``submissions[i]:``), the runtime against the daemon's list (when the daemon answers), and the
@@ -168,7 +171,7 @@ class SubmissionRoutes:
         """``GET /api/v2/submissions/{token}``."""
         token = request.path_params["token"]
         found = await self.service.read(token) if is_token(token) else None
-        if found is None:
+        if found is None or not found.readable_by(_key_id(request)):
             raise HttpError(404, NOT_FOUND)
         return JSONResponse(submission_json(found))
 
@@ -181,10 +184,14 @@ class SubmissionRoutes:
             raise bad_request(f"tokens cannot hold more than {limit} tokens")
         valid = [token for token in tokens if is_token(token)]
         found = dict(zip(valid, await self.service.read_many(valid), strict=True))
+        key = _key_id(request)
         answer = []
         for token in tokens:
             submission = found.get(token)
-            answer.append(None if submission is None else submission_json(submission))
+            if submission is not None and submission.readable_by(key):
+                answer.append(submission_json(submission))
+            else:
+                answer.append(None)
         return JSONResponse(answer)
 
     # -- accepting ---------------------------------------------------------------------------
@@ -231,7 +238,9 @@ class SubmissionRoutes:
         else:
             callback_url = None
         return NewSubmission(
-            params=msgpack.packb(params, use_bin_type=True), callback_url=callback_url
+            params=msgpack.packb(params, use_bin_type=True),
+            callback_url=callback_url,
+            owner=_key_id(request),
         )
 
     async def _create(self, new: list[NewSubmission]) -> list[Submission]:
@@ -275,6 +284,12 @@ def _resolve(
         if runtime.version == best:
             return runtime
     raise RuntimeUnknown(f"{language}-{version} runtime is unknown")
+
+
+def _key_id(request: Request) -> str | None:
+    """The id of the API key the request presented, None without one."""
+    key = caller_of(request).key
+    return None if key is None else key.id
 
 
 def _flag(request: Request, name: str) -> bool:

@@ -4,7 +4,8 @@ Times are seconds since the epoch as double-precision numbers, read from the dat
 (:class:`db_now`), never from a machine's: leases are compared across machines, whose clocks
 may differ. The migrations in ``migrations/versions`` create exactly this table
 (``tests/submissions/test_database.py`` compares them). The gateway's API keys share the
-database (``pistond_api_keys``, migration 0002).
+database (``pistond_api_keys``, migration 0002); a submission made with a key names it
+(``owner``, migration 0003).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ submissions: Final = Table(
     Column("callback_due_at", Double, nullable=True),
     Column("callback_lease", String(32), nullable=True),
     Column("callback_error", Text, nullable=True),
+    Column("owner", String(12), nullable=True, comment="id of the API key that created it"),
     Index("pistond_submissions_queue", "state", "available_at", "id"),
     Index("pistond_submissions_leases", "state", "lease_expires"),
     Index("pistond_submissions_callbacks", "callback_state", "callback_due_at"),

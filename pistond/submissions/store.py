@@ -63,8 +63,9 @@ _SHOWN: Final = (
     submissions.c.callback_state,
     submissions.c.callback_attempts,
     submissions.c.callback_error,
+    submissions.c.owner,
 )
-"""What a token holder may see (the request is not among it)."""
+"""What a token holder may see (the request is not among it), and who may see it."""
 
 
 class QueueFull(Exception):
@@ -99,6 +100,7 @@ def _submission(row: Any) -> Submission:
         error=error,
         truncated=bool(row.truncated),
         callback=callback,
+        owner=row.owner,
     )
 
 
@@ -150,6 +152,7 @@ class SubmissionStore:
                     None if item.callback_url is None else CallbackState.PENDING.value
                 ),
                 "callback_attempts": 0,
+                "owner": item.owner,
             }
             for item in new
         ]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
     from pathlib import Path
 
+    from pistond.gateway.apikeys import KeyStore
+
 
 async def hosts_only(host: str, port: int) -> Sequence[str]:
     """A resolver that knows ``localhost`` and nothing else: tests never query DNS."""
@@ -54,6 +56,7 @@ async def open_stack(
     url: str = "",
     fake: FakeDaemon | None = None,
     policy: CallbackPolicy | None = None,
+    keys: KeyStore | None = None,
     **settings: Any,
 ) -> AsyncIterator[Stack]:
     """Serve the app with submissions (SQLite in ``directory`` unless ``url``) over a fake.
@@ -64,6 +67,7 @@ async def open_stack(
         fake: the fake daemon; a fresh one by default.
         policy: where callbacks may go; loopback only by default, resolving no name but
             ``localhost``.
+        keys: the API keys the gateway requires; None: keys are off.
         **settings: :class:`SubmissionSettings` fields, and ``workers``, ``lease``,
             ``poll_interval``, ``max_attempts``, ``max_result_size`` of the runner.
     """
@@ -93,7 +97,7 @@ async def open_stack(
             policy or CallbackPolicy.from_entries(["127.0.0.0/8"], resolver=hosts_only),
         )
         await nursery.start(service.serve)
-        app = create_app(GatewaySettings(socket=socket_path), submissions=service)
+        app = create_app(GatewaySettings(socket=socket_path), submissions=service, keys=keys)
         binds = await nursery.start(
             partial(
                 serve_gateway,

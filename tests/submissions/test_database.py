@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from pistond.submissions.database import (
     DatabaseError,
+    alembic_config,
     database_url,
     describe,
     open_database,
@@ -30,7 +32,40 @@ def test_database_migrations_match_the_schema(database_url_text: str, tmp_path: 
             )
             assert compare_metadata(context, metadata) == []
             version = connection.execute(sqlalchemy.text(f"SELECT * FROM {VERSION_TABLE}")).all()
-        assert version == [("0002",)]
+        assert version == [("0003",)]
+    finally:
+        database.close()
+
+
+def test_database_upgrade_keeps_submissions_without_an_owner(
+    database_url_text: str, tmp_path: Path
+) -> None:
+    """A database of an earlier release (migration 0002) upgrades with its rows kept, each
+    with no owner: readable by its token, as it was."""
+    url = database_url(database_url_text, tmp_path)
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            command.upgrade(alembic_config(connection), "0002")
+            connection.execute(
+                sqlalchemy.text(
+                    "INSERT INTO pistond_submissions (token, state, created_at, available_at, "
+                    "attempts, truncated, callback_attempts) "
+                    "VALUES ('old', 'queued', 0, 0, 0, false, 0)"
+                )
+            )
+            connection.commit()
+    finally:
+        engine.dispose()
+    database = open_database(url)
+    try:
+        with database.reading() as connection:
+            rows = connection.execute(
+                sqlalchemy.text("SELECT token, owner FROM pistond_submissions")
+            ).all()
+            version = connection.execute(sqlalchemy.text(f"SELECT * FROM {VERSION_TABLE}")).all()
+        assert rows == [("old", None)]
+        assert version == [("0003",)]
     finally:
         database.close()
 
@@ -116,6 +151,6 @@ def test_database_concurrent_first_opens_migrate_once(postgres: PostgresServer) 
     database = open_database(url)
     with database.reading() as connection:
         assert connection.execute(sqlalchemy.text(f"SELECT * FROM {VERSION_TABLE}")).all() == [
-            ("0002",)
+            ("0003",)
         ]
     database.close()
