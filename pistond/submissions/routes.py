@@ -185,7 +185,7 @@ class SubmissionRoutes:
         valid = [token for token in tokens if is_token(token)]
         found = dict(zip(valid, await self.service.read_many(valid), strict=True))
         key = _key_id(request)
-        answer = []
+        answer: list[dict[str, Any] | None] = []
         for token in tokens:
             submission = found.get(token)
             if submission is not None and submission.readable_by(key):
