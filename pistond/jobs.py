@@ -37,7 +37,7 @@ from pistond.models import (
     TestResult,
 )
 from pistond.sandbox.hostfs import BoxTree, TreeTooLarge
-from pistond.sandbox.spec import StageSpec
+from pistond.sandbox.spec import WORKDIR, StageSpec
 from pistond.validation import validate_execute
 from pistond.verdicts import judge
 
@@ -406,6 +406,10 @@ class JobManager:
         env = dict(runtime.env)
         env["HOME"] = "/tmp"
         env["PISTON_LANGUAGE"] = runtime.language
+        # What bash exports to what a run script execs; set here too so that a program
+        # started without its script (a runtime's direct run_argv) sees the same.
+        env["PWD"] = WORKDIR
+        env.setdefault("SHLVL", "0")
         if stage is StageName.COMPILE:
             assert runtime.compile_argv is not None
             names = tuple(file.name for file in request.files if file.is_text)

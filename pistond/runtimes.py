@@ -58,7 +58,8 @@ class Runtime:
     run_argv: tuple[str, ...]
     """Run command; jobs append the main file and the request's args."""
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_env, hash=False)
-    """The package environment (``.env``); jobs add ``HOME`` and ``PISTON_LANGUAGE``."""
+    """The package environment (``.env``); jobs add ``HOME``, ``PISTON_LANGUAGE``, ``PWD`` and
+    ``SHLVL`` (unless set here)."""
     limit_overrides: Mapping[str, int] = attrs.field(
         factory=dict, converter=_frozen_limits, hash=False
     )

@@ -79,7 +79,13 @@ async def test_jobs_interpreted_runs_one_stage() -> None:
         "b",
     )
     assert bytes(call.stdin) == b"in"
-    assert call.spec.env == {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PISTON_LANGUAGE": "python"}
+    assert call.spec.env == {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
+        "PISTON_LANGUAGE": "python",
+        "PWD": "/box/submission",
+        "SHLVL": "0",
+    }
     assert call.spec.cwd == "/box/submission"
     assert call.spec.network is False
     assert call.spec.limits.wall_time_ms == 3000
@@ -181,6 +187,8 @@ async def test_jobs_stage_spec_for_each_stage() -> None:
     spec = jobs.stage_spec(job, StageName.COMPILE)
     assert spec.argv == ("/bin/bash", "/piston/packages/gcc/12.2.0/compile", "file0.code")
     assert spec.env["PISTON_LANGUAGE"] == "c"
+    # What bash exports before it execs, so a run without the script's bash sees the same.
+    assert (spec.env["PWD"], spec.env["SHLVL"]) == (spec.cwd, "0")
 
 
 async def test_jobs_quarantined_slot_is_retired() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
@@ -57,6 +57,10 @@ class StageLimits:
     """Bytes kept per output stream; more ends the stage with OL or EL."""
 
 
+WORKDIR: Final = "/box/submission"
+"""A stage's working directory: the submitted files, in the box."""
+
+
 @attrs.frozen
 class StageSpec:
     """One stage to run in a fresh sandbox over a job's box."""
@@ -67,7 +71,7 @@ class StageSpec:
     """The complete environment of the program; nothing of the daemon's is added."""
     root: RootView
     limits: StageLimits
-    cwd: str = "/box/submission"
+    cwd: str = WORKDIR
     network: bool = False
     """True gives the sandbox the host's network namespace (PISTON_DISABLE_NETWORKING=false)."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+import os
+import re
+from typing import TYPE_CHECKING, Final
 
 from pistond.ppman.layout import ENV_FILE, MARKER, METADATA, PKG_INFO, parse_env
 from pistond.runtimes import Runtime
@@ -33,13 +35,16 @@ def package_runtimes(layout: PackageLayout, metadata: PackageMetadata) -> list[R
     """One runtime per ``provides`` entry, or one for the package itself.
 
     A runtime is compiled when the package directory has a ``compile`` script; jobs run
-    ``/bin/bash <piston path>/compile <files>`` and ``/bin/bash <piston path>/run <main> <args>``.
+    ``/bin/bash <piston path>/compile <files>`` and ``/bin/bash <piston path>/run <main> <args>``,
+    or the run script's one command itself where the script only execs it (``direct_run``).
     """
     compiled = (layout.directory / "compile").is_file()
     env = parse_env(layout.env_file.read_text(encoding="utf-8"))
     identity = build_identity(layout)
     root = package_root(layout)
     package = metadata.language if metadata.provides else None
+    run_script = (layout.directory / "run").read_text(encoding="utf-8", errors="replace")
+    run_argv = direct_run(run_script, root.path) or (BASH, f"{layout.piston_path}/run")
     return [
         Runtime(
             language=entry.language,
@@ -49,7 +54,7 @@ def package_runtimes(layout: PackageLayout, metadata: PackageMetadata) -> list[R
             compiled=compiled,
             root=root,
             compile_argv=(BASH, f"{layout.piston_path}/compile") if compiled else None,
-            run_argv=(BASH, f"{layout.piston_path}/run"),
+            run_argv=run_argv,
             env=env,
             limit_overrides=entry.limit_overrides,
             identity=identity,
@@ -57,6 +62,36 @@ def package_runtimes(layout: PackageLayout, metadata: PackageMetadata) -> list[R
         )
         for entry in metadata.languages()
     ]
+
+
+EXEC_LINE: Final = re.compile(r'exec((?: +[A-Za-z0-9_./=+,:@%-]+)+) +"\$@"')
+"""``exec /absolute/program [plain words] "$@"``: no quotes, expansions or globs in the words."""
+
+
+def direct_run(script: str, root: str | None) -> tuple[str, ...] | None:
+    """The command a run script only execs, to start it without the script's bash.
+
+    Jobs run scripts with bash whatever their first line says. Most run scripts are comments
+    and ``exec /usr/bin/x [options] "$@"``: bash then adds nothing but its own start-up (about
+    1 ms a job) and two variables, which every stage's environment carries anyway (``PWD``
+    and ``SHLVL``, see ``jobs.stage_spec``). Anything else (another command, a variable, a
+    relative program, a program missing from the package's root, where bash's own "No such
+    file" is the answer) keeps the script.
+    """
+    commands = [
+        line.strip()
+        for line in script.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if len(commands) != 1 or (match := EXEC_LINE.fullmatch(commands[0])) is None:
+        return None
+    argv = tuple(match[1].split())
+    program = argv[0]
+    if not program.startswith("/") or "/../" in f"{program}/":
+        return None
+    # Only whether the program is there: a missing one keeps bash's own answer.
+    where = os.path.join(root, program.lstrip("/")) if root is not None else program
+    return argv if os.path.lexists(where) else None
 
 
 IDENTITY_FILES = (MARKER, PKG_INFO, METADATA, "compile", ENV_FILE)

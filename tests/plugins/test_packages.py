@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pistond_packages import pistond_runtimes
+from pistond_packages.runtime import direct_run
 
 from pistond.config import DaemonConfig
 from pistond.ppman.layout import PackageLayout, format_env, installed_packages, parse_env
@@ -16,6 +17,7 @@ from pistond.testing.conformance import check_runtime
 if TYPE_CHECKING:
     from pathlib import Path
 
+LUA: dict[str, Any] = {"language": "lua", "version": "5.4.4"}
 GCC: dict[str, Any] = {
     "language": "gcc",
     "version": "12.2.0",
@@ -148,6 +150,47 @@ def test_packages_runtimes_one_per_provides(config: DaemonConfig) -> None:
     assert cpp.limit_overrides == {"run_timeout": 5000}
     for runtime in runtimes:
         check_runtime(runtime)
+
+
+def test_packages_run_script_that_only_execs_runs_its_program(config: DaemonConfig) -> None:
+    """A run script of comments and one plain ``exec /abs "$@"`` is skipped; others are not."""
+    layout = install(config.packages_directory, LUA, root=True)
+    (layout.root / "usr" / "bin").mkdir(parents=True)
+    (layout.root / "usr" / "bin" / "lua5.4").write_text("")
+    (layout.directory / "run").write_text(
+        '#!/usr/bin/env bash\n# Lua\n\nexec /usr/bin/lua5.4 -W "$@"\n'
+    )
+    (runtime,) = pistond_runtimes(config=config)
+    assert runtime.run_argv == ("/usr/bin/lua5.4", "-W")
+    (layout.directory / "run").write_text('#!/bin/bash\nset -e\nexec /usr/bin/lua5.4 "$@"\n')
+    (runtime,) = pistond_runtimes(config=config)
+    assert runtime.run_argv == ("/bin/bash", "/piston/packages/lua/5.4.4/run")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        'exec /usr/bin/lua5.4 "$@" extra\n',
+        'exec /usr/bin/lua5.4 "$1"\n',
+        "exec /usr/bin/lua5.4 $@\n",
+        'exec lua5.4 "$@"\n',
+        'exec /usr/bin/lua5.4 $FLAGS "$@"\n',
+        'exec /usr/bin/lua5.4 "-W" "$@"\n',
+        'exec /usr/bin/lua5.4 *.lua "$@"\n',
+        'exec /usr/bin/lua5.4 "$@"; echo done\n',
+        'exec /usr/bin/../bin/lua5.4 "$@"\n',
+        'cd /tmp\nexec /usr/bin/lua5.4 "$@"\n',
+        'exec /usr/bin/missing "$@"\n',
+        'exec /usr/bin/lua5.4 "$@" \\\n  --more\n',
+        "",
+    ],
+)
+def test_packages_run_scripts_that_keep_their_bash(tmp_path: Path, script: str) -> None:
+    """Anything but one plain exec of a program in the root keeps the script."""
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "usr" / "bin" / "lua5.4").write_text("")
+    assert direct_run('exec /usr/bin/lua5.4 "$@"\n', str(tmp_path)) == ("/usr/bin/lua5.4",)
+    assert direct_run(script, str(tmp_path)) is None
 
 
 def test_packages_runtime_for_plain_package(config: DaemonConfig) -> None:
