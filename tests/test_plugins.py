@@ -145,7 +145,7 @@ def test_plugins_conformance_catches_bad_runtime(config: DaemonConfig) -> None:
         version="5.2",
         run_argv=("bash",),
         compiled=True,
-        env={"AWS_SECRET_ACCESS_KEY": "x", "HOME": "/root"},
+        env={"AWS_SECRET_ACCESS_KEY": "x", "HOME": "/root", "PWD": "/"},
         root=RootView(binds=(Bind("/etc", "/box/etc"),)),
     )
     problems = "\n".join(runtime_problems(bad))
@@ -154,7 +154,7 @@ def test_plugins_conformance_catches_bad_runtime(config: DaemonConfig) -> None:
         "not an absolute path",
         "compile_argv must be set",
         "host secret",
-        "jobs set themselves",
+        "HOME, PWD, which jobs set themselves",
         "covers a sandbox mount",
     ):
         assert fragment in problems

@@ -144,6 +144,6 @@ def _check_env(runtime: Runtime) -> list[str]:
             problems.append(f"env {name} looks like a host secret or host-specific setting")
         elif value in host_values:
             problems.append(f"env {name} copies a secret of the daemon's environment")
-    if name_clash := {"HOME", "PISTON_LANGUAGE"} & set(runtime.env):
+    if name_clash := {"HOME", "PISTON_LANGUAGE", "PWD"} & set(runtime.env):
         problems.append(f"env sets {', '.join(sorted(name_clash))}, which jobs set themselves")
     return problems
