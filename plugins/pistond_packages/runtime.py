@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
+import stat
 from typing import TYPE_CHECKING, Final
 
 from pistond.ppman.layout import ENV_FILE, MARKER, METADATA, PKG_INFO, parse_env
@@ -75,8 +77,8 @@ def direct_run(script: str, root: str | None) -> tuple[str, ...] | None:
     and ``exec /usr/bin/x [options] "$@"``: bash then adds nothing but its own start-up (about
     1 ms a job) and two variables, which every stage's environment carries anyway (``PWD``
     and ``SHLVL``, see ``jobs.stage_spec``). Anything else (another command, a variable, a
-    relative program, a program missing from the package's root, where bash's own "No such
-    file" is the answer) keeps the script.
+    relative program, a program that is not an executable ELF or ``#!`` file in the package's
+    root, where bash's own answer is the right one) keeps the script.
     """
     commands = [
         line.strip()
@@ -86,12 +88,58 @@ def direct_run(script: str, root: str | None) -> tuple[str, ...] | None:
     if len(commands) != 1 or (match := EXEC_LINE.fullmatch(commands[0])) is None:
         return None
     argv = tuple(match[1].split())
-    program = argv[0]
-    if not program.startswith("/") or "/../" in f"{program}/":
+    if not argv[0].startswith("/") or not executable_in_root(root or "/", argv[0]):
         return None
-    # Only whether the program is there: a missing one keeps bash's own answer.
-    where = os.path.join(root, program.lstrip("/")) if root is not None else program
-    return argv if os.path.lexists(where) else None
+    return argv
+
+
+EXECUTABLE_MAGIC: Final = (b"\x7fELF", b"#!")
+MAX_LINKS: Final = 40
+
+
+def executable_in_root(root: str, program: str) -> bool:
+    """Whether ``program`` is an executable ELF or ``#!`` file as the sandbox sees ``root``.
+
+    Symbolic links are followed inside ``root`` (an absolute target starts again at ``root``,
+    ``..`` stops there), never into the host's own tree.
+    """
+    pending = collections.deque(program.split("/"))
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        name = pending.popleft()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        path = os.path.join(root, *resolved, name)
+        try:
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                links += 1
+                target = os.readlink(path)
+                if links > MAX_LINKS:
+                    return False
+                if target.startswith("/"):
+                    resolved.clear()
+                pending.extendleft(reversed(target.split("/")))
+                continue
+        except OSError:
+            return False
+        resolved.append(name)
+    path = os.path.join(root, *resolved)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        head = os.read(fd, 4) if stat.S_ISREG(info.st_mode) else b""
+    finally:
+        os.close(fd)
+    return bool(info.st_mode & 0o111) and head.startswith(EXECUTABLE_MAGIC)
 
 
 IDENTITY_FILES = (MARKER, PKG_INFO, METADATA, "compile", ENV_FILE)
