@@ -351,7 +351,7 @@ class SupervisedStage:
             quiet = quiet + 1 if spent < elapsed_ns * IDLE_SHARE else 0
             if quiet >= IDLE_POLLS and self.admission is not None:
                 self.admission.release()
-            due = (limit_ns - used) * elapsed_ns / spent / 1e9 if spent > 0 else interval
+            due = (limit_ns - used) * elapsed_ns / spent / 1e9 if spent > 0 else CPU_POLL_INTERVAL
             interval = min(CPU_POLL_INTERVAL, max(MIN_CPU_POLL_INTERVAL, due))
 
     async def _wait_exit(self) -> None:

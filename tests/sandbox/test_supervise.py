@@ -26,6 +26,7 @@ from pistond.sandbox.output import OutputCapture
 from pistond.sandbox.spawners import SpawnRequest
 from pistond.sandbox.spec import RootView, SpawnSpec, StageLimits, StageSpec
 from pistond.sandbox.supervise import (
+    CPU_POLL_INTERVAL,
     DRAIN_TIMEOUT,
     KillReason,
     Measurements,
@@ -324,6 +325,35 @@ async def test_supervise_cpu_limit_kills() -> None:
         "SIGKILL",
     )
     assert result.wall_time < 500
+
+
+@attrs.define(eq=False)
+class BurstGroup(FakeGroup):
+    """Two CPUs busy until ``stop_ns`` of CPU time, then idle; counts the reads."""
+
+    stop_ns: int = 0
+    started: float = attrs.field(factory=trio.current_time)
+    reads: list[float] = attrs.field(factory=list)
+
+    def cpu_time_ns(self) -> int:
+        now = trio.current_time()
+        self.reads.append(now)
+        return min(int((now - self.started) * 2e9), self.stop_ns)
+
+
+async def test_supervise_cpu_poll_slows_down_again_when_the_stage_stops_near_its_limit() -> None:
+    """A stage that burns close to its CPU limit and then waits is read about once a period,
+    not at the short interval used while its limit was near."""
+    group = BurstGroup(stop_ns=499_000_000)
+
+    async def program(process: FakeProcess) -> None:
+        await trio.sleep(0.6)
+        process.exit(0)
+
+    result, _, _ = await _run(program, group, cpu_time_ms=500)
+    assert result.status is None
+    idle_reads = [at for at in group.reads if at - group.started > 0.3]
+    assert len(idle_reads) <= 0.3 / CPU_POLL_INTERVAL + 5
 
 
 async def test_supervise_exit_does_not_wait_for_pipe_holders() -> None:
