@@ -35,6 +35,7 @@ _RESOLVE_NO_XDEV: Final = 0x01
 _RESOLVE_NO_MAGICLINKS: Final = 0x02
 _RESOLVE_NO_SYMLINKS: Final = 0x04
 _RESOLVE_BENEATH: Final = 0x08
+_RESOLVE_IN_ROOT: Final = 0x10
 _RESOLVE_FLAGS: Final = (
     _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS | _RESOLVE_NO_XDEV
 )
@@ -58,12 +59,14 @@ class _Openat2:
 
     available: bool = True
 
-    def __call__(self, dir_fd: int, path: str, flags: int, mode: int) -> int | None:
+    def __call__(
+        self, dir_fd: int, path: str, flags: int, mode: int, resolve: int = _RESOLVE_FLAGS
+    ) -> int | None:
         """Open ``path`` beneath ``dir_fd``; None when openat2 is not available."""
         if not self.available:
             return None
         syscall = _libc_syscall()
-        how = _OpenHow(flags=flags, mode=mode, resolve=_RESOLVE_FLAGS)
+        how = _OpenHow(flags=flags, mode=mode, resolve=resolve)
         raw = os.fsencode(path)
         while True:
             fd = syscall(
@@ -122,6 +125,24 @@ def split_name(name: str) -> tuple[str, ...]:
 def open_directory(path: str) -> int:
     """Open a directory the daemon itself owns (a box mount point) without following a link."""
     return os.open(path, DIRECTORY_FLAGS)
+
+
+def open_in_root(root: str, path: str) -> int | None:
+    """Open ``path`` read-only as a process whose ``/`` is ``root`` would see it.
+
+    Links are followed inside ``root`` (an absolute target starts again at ``root``, ``..``
+    stops there: openat2's RESOLVE_IN_ROOT), never into the host's own tree. None where the
+    kernel has no openat2.
+
+    Raises:
+        OSError: the path does not resolve inside ``root``, or any open error.
+    """
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+        return _openat2(root_fd, path, flags, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(root_fd)
 
 
 def open_beneath(dir_fd: int, components: tuple[str, ...], flags: int, mode: int = 0) -> int:

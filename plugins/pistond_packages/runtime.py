@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import os
 import re
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from pistond.ppman.layout import ENV_FILE, MARKER, METADATA, PKG_INFO, parse_env
 from pistond.runtimes import Runtime
+from pistond.sandbox.hostfs import open_in_root
 from pistond.sandbox.spec import Bind, RootView
 
 if TYPE_CHECKING:
@@ -94,45 +94,16 @@ def direct_run(script: str, root: str | None) -> tuple[str, ...] | None:
 
 
 EXECUTABLE_MAGIC: Final = (b"\x7fELF", b"#!")
-MAX_LINKS: Final = 40
 
 
 def executable_in_root(root: str, program: str) -> bool:
-    """Whether ``program`` is an executable ELF or ``#!`` file as the sandbox sees ``root``.
-
-    Symbolic links are followed inside ``root`` (an absolute target starts again at ``root``,
-    ``..`` stops there), never into the host's own tree.
-    """
-    pending = collections.deque(program.split("/"))
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        name = pending.popleft()
-        if name in ("", "."):
-            continue
-        if name == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        path = os.path.join(root, *resolved, name)
-        try:
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                links += 1
-                target = os.readlink(path)
-                if links > MAX_LINKS:
-                    return False
-                if target.startswith("/"):
-                    resolved.clear()
-                pending.extendleft(reversed(target.split("/")))
-                continue
-        except OSError:
-            return False
-        resolved.append(name)
-    path = os.path.join(root, *resolved)
+    """Whether ``program`` is an executable ELF or ``#!`` file as the sandbox sees ``root``
+    (its links followed inside ``root``); False where that cannot be told."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = open_in_root(root, program)
     except OSError:
+        return False
+    if fd is None:
         return False
     try:
         info = os.fstat(fd)

@@ -267,3 +267,22 @@ def test_write_tree_never_follows_a_link_it_made(
     with pytest.raises(SandboxError, match="could not be restored"):
         hostfs.write_tree(fd, tree, uid=UID, gid=GID)
     assert list(outside.iterdir()) == []
+
+
+def test_open_in_root_follows_links_as_the_sandbox_would(tmp_path: Path) -> None:
+    """An absolute link target and ``..`` resolve inside the root; the host's file of the same
+    name is never what opens."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "name").write_text("inside")
+    (tmp_path / "name").write_text("host")
+    (root / "abs").symlink_to("/etc/name")
+    (root / "up").symlink_to("../../../etc/name")
+    (root / "escape").symlink_to(str(tmp_path / "name"))
+    for path in ("/abs", "up", "/etc/../etc/name"):
+        fd = hostfs.open_in_root(str(root), path)
+        assert fd is not None
+        with os.fdopen(fd) as file:
+            assert file.read() == "inside"
+    with pytest.raises(FileNotFoundError):
+        hostfs.open_in_root(str(root), "/escape")
