@@ -333,7 +333,7 @@ class Builder:
     ) -> list[dict[str, Any]]:
         """pip in the jail: binary wheels, plus the source distributions the recipe names."""
         argv = [
-            sys.executable, "-I", "-m", "pip", "install",
+            registries.python_executable(), "-I", "-m", "pip", "install",
             "--disable-pip-version-check", "--no-input", "--no-compile",
             "--only-binary=:all:",
             *(f"--no-binary={name}" for name in source.sdists),

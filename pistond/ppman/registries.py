@@ -299,15 +299,34 @@ def tool_binds(*programs: str) -> list[Bind]:
     return binds
 
 
+JAIL_MOUNTS: Final = ("/box/", "/dev/", "/proc/", "/sys/", "/tmp/")
+"""Where the jail mounts its own filesystems: a host path below one of them is hidden there."""
+
+
 def python_binds() -> list[Bind]:
-    """Read-only binds of the interpreter running pistond (its prefix and base prefix)."""
+    """Read-only binds of the interpreter running pistond (its prefix and base prefix).
+
+    Each appears at its own path (a venv's ``bin/python`` may link to its base interpreter by
+    absolute path), or below :data:`HOST_TARGET` where the jail's own mounts would hide it (a
+    checkout or venv in ``/tmp``).
+    """
     binds = []
     for prefix in dict.fromkeys(
         os.path.realpath(path) for path in (sys.prefix, sys.base_prefix, sys.exec_prefix)
     ):
         if not prefix.startswith("/usr"):
-            binds.append(Bind(source=prefix, target=prefix))
+            binds.append(Bind(source=prefix, target=_python_target(prefix)))
     return binds
+
+
+def python_executable() -> str:
+    """The path of the interpreter running pistond inside the jail (see :func:`python_binds`)."""
+    directory = os.path.realpath(os.path.dirname(sys.executable))
+    return os.path.join(_python_target(directory), os.path.basename(sys.executable))
+
+
+def _python_target(path: str) -> str:
+    return HOST_TARGET + path if (path + "/").startswith(JAIL_MOUNTS) else path
 
 
 def write_configs(host: HostRegistries, directory: Path, uid: int) -> dict[str, str]:

@@ -211,3 +211,20 @@ def test_registries_pip_in_jail_trusts_the_host_cert_setting(
     assert all(path.lstat().st_uid == 0 for path in [opt, *opt.rglob("*")])
     assert f"/files/{wheel_name}" in registry.requests
     assert sys.prefix  # the daemon's own interpreter ran pip (bound read-only into the jail)
+
+
+def test_registries_interpreter_in_tmp_appears_below_the_host_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A venv the jail's own /tmp would hide is bound, and run, below HOST_TARGET; one outside
+    the jail's mounts keeps its path (its links to a base interpreter stay valid)."""
+    venv = os.path.join(os.path.realpath("/tmp"), "pistond-ci", ".venv")
+    monkeypatch.setattr(sys, "prefix", venv)
+    monkeypatch.setattr(sys, "exec_prefix", venv)
+    monkeypatch.setattr(sys, "base_prefix", "/opt/python3.11")
+    monkeypatch.setattr(sys, "executable", f"{venv}/bin/python")
+    assert [(b.source, b.target, b.writable) for b in registries.python_binds()] == [
+        (venv, registries.HOST_TARGET + venv, False),
+        ("/opt/python3.11", "/opt/python3.11", False),
+    ]
+    assert registries.python_executable() == f"{registries.HOST_TARGET}{venv}/bin/python"
